@@ -1,0 +1,113 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config is everything `sselab serve` can be told.
+type Config struct {
+	Addr       string        // listen address
+	Keepalive  time.Duration // comment interval on long-lived streams
+	Retry      time.Duration // retry: sent by the time feed
+	History    int           // events kept per channel for replay
+	Queue      int           // events a subscriber may fall behind before it is dropped
+	MaxStreams int           // open streams before 503
+	RedisURL   string        // channels through Redis when set
+	JSON       bool          // token data must be JSON
+	IDs        bool          // token events carry ids
+	Debug      bool          // debug logging
+}
+
+// DefaultConfig is the configuration with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Addr:       "localhost:8080",
+		Keepalive:  15 * time.Second,
+		Retry:      time.Second,
+		History:    1000,
+		Queue:      256,
+		MaxStreams: 10000,
+	}
+}
+
+// parseServe reads the serve flags. Environment variables give defaults;
+// flags win. The seed's -H -P -d -j -k -i are accepted beside the long ones.
+func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	cfg.RedisURL = getenv("REDIS_URL")
+	if v := getenv("SSELAB_ADDR"); v != "" {
+		cfg.Addr = v
+	}
+	var host, port string
+	fs := flag.NewFlagSet("sselab serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address, host:port (env SSELAB_ADDR)")
+	fs.StringVar(&host, "H", "", "listen host (the seed's flag; overrides the host of -addr)")
+	fs.StringVar(&port, "P", "", "listen port (the seed's flag; overrides the port of -addr)")
+	fs.Func("keepalive", "keepalive comment interval on long-lived streams (default 15s)", func(s string) error {
+		return positiveDuration(s, &cfg.Keepalive)
+	})
+	fs.Func("k", "keepalive interval in milliseconds (the seed's flag; same as -keepalive)", func(s string) error {
+		ms, err := strconv.Atoi(s)
+		if err != nil || ms <= 0 {
+			return errors.New("want a positive number of milliseconds")
+		}
+		cfg.Keepalive = time.Duration(ms) * time.Millisecond
+		return nil
+	})
+	fs.Func("retry", "reconnection delay the time feed asks browsers for (default 1s)", func(s string) error {
+		return positiveDuration(s, &cfg.Retry)
+	})
+	fs.IntVar(&cfg.History, "history", cfg.History, "events kept per channel for Last-Event-ID replay")
+	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "events a subscriber may fall behind before it is disconnected")
+	fs.IntVar(&cfg.MaxStreams, "max-streams", cfg.MaxStreams, "open streams before new ones get 503")
+	fs.StringVar(&cfg.RedisURL, "redis", cfg.RedisURL, "Redis URL, e.g. redis://localhost:6379/0 (env REDIS_URL); empty: in memory")
+	fs.BoolVar(&cfg.JSON, "json", false, "token event data must be valid JSON")
+	fs.BoolVar(&cfg.JSON, "j", false, "same as -json")
+	fs.BoolVar(&cfg.IDs, "id", false, "token events carry ids")
+	fs.BoolVar(&cfg.IDs, "i", false, "same as -id")
+	fs.BoolVar(&cfg.Debug, "d", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	if host != "" || port != "" {
+		h, p, err := net.SplitHostPort(cfg.Addr)
+		if err != nil {
+			return Config{}, fmt.Errorf("-addr %q: %w", cfg.Addr, err)
+		}
+		if host != "" {
+			h = host
+		}
+		if port != "" {
+			p = port
+		}
+		cfg.Addr = net.JoinHostPort(h, p)
+	}
+	switch {
+	case cfg.History < 1:
+		return Config{}, errors.New("-history must be at least 1")
+	case cfg.Queue < 1:
+		return Config{}, errors.New("-queue must be at least 1")
+	case cfg.MaxStreams < 1:
+		return Config{}, errors.New("-max-streams must be at least 1")
+	}
+	return cfg, nil
+}
+
+func positiveDuration(s string, d *time.Duration) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return errors.New("want a positive duration such as 15s or 500ms")
+	}
+	*d = v
+	return nil
+}

@@ -1,0 +1,101 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// ContentType is the media type of every stream.
+const ContentType = "text/event-stream; charset=utf-8"
+
+// Stream writes events to one HTTP response and flushes each at once.
+// It is not safe for concurrent use: one goroutine owns a stream.
+type Stream struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte
+}
+
+// SetHeaders sets the headers every event stream needs: the content type,
+// no caching, and no buffering by proxies such as nginx. It removes any
+// Content-Length and Content-Encoding: a stream has no length, and a
+// compressor would hold events back until its buffer fills.
+func SetHeaders(h http.Header) {
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+	h.Del("Content-Encoding")
+}
+
+// Open sets the stream headers, sends them with status 200 and flushes, so
+// the client sees the stream open before the first event exists.
+func Open(w http.ResponseWriter) (*Stream, error) {
+	SetHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	s := &Stream{w: w, rc: http.NewResponseController(w)}
+	if err := s.rc.Flush(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Send encodes ev and flushes it.
+func (s *Stream) Send(ev Event) error {
+	s.buf = ev.AppendTo(s.buf[:0])
+	return s.Write(s.buf)
+}
+
+// Comment sends a comment line. Comments keep idle connections open
+// through proxies and let clients notice a dead server; EventSource
+// ignores them.
+func (s *Stream) Comment(text string) error {
+	return s.Send(Event{Comment: text})
+}
+
+// Write sends bytes that are already encoded events, and flushes. Fan-out
+// code encodes an event once and writes the same bytes to every stream.
+func (s *Stream) Write(frames []byte) error {
+	if _, err := s.w.Write(frames); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// SetWriteDeadline bounds the next writes. A deadline in the past makes a
+// write that is blocked on a client that stopped reading return at once:
+// that is how a slow subscriber is cut off without waiting for it.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	err := s.rc.SetWriteDeadline(t)
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
+}
+
+// Loop runs a long-lived stream: each time ready() delivers, it calls step,
+// which writes whatever is due; every keepalive interval it sends a comment.
+// It returns nil when ctx ends (the client left or the server is stopping)
+// or step reports done, and the write error when a write fails. ready is a
+// function so that sources whose wake-up channel changes can be used.
+func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready func() <-chan T, step func() (done bool, err error)) error {
+	tick := time.NewTicker(keepalive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := s.Comment("keepalive"); err != nil {
+				return err
+			}
+		case <-ready():
+			done, err := step()
+			if err != nil || done {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package sse_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"sselab/app/sse"
+	"sselab/app/sse/ssetest"
+)
+
+func TestOpenSetsHeadersAndFlushes(t *testing.T) {
+	w := ssetest.NewRecorder()
+	w.Header().Set("Content-Length", "12")
+	w.Header().Set("Content-Encoding", "gzip")
+	if _, err := sse.Open(w); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"Content-Type": sse.ContentType, "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+		"Content-Length": "", "Content-Encoding": "",
+	} {
+		if got := w.Header().Get(k); got != want {
+			t.Errorf("%s: got %q, want %q", k, got, want)
+		}
+	}
+	if w.Status() != http.StatusOK {
+		t.Errorf("status: got %d, want 200", w.Status())
+	}
+}
+
+func TestSendFlushesEachEvent(t *testing.T) {
+	w := ssetest.NewRecorder()
+	s, _ := sse.Open(w)
+	if err := s.Send(sse.Event{Data: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Flushed(); got != "data: one\n\n" {
+		t.Errorf("got %q, want the event flushed", got)
+	}
+}
+
+func TestLoopKeepaliveAndStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := ssetest.NewRecorder()
+		s, _ := sse.Open(w)
+		ctx, cancel := context.WithCancel(t.Context())
+		ready := make(chan struct{})
+		steps := 0
+		done := make(chan error)
+		go func() {
+			done <- sse.Loop(ctx, s, 15*time.Second, func() <-chan struct{} { return ready }, func() (bool, error) {
+				steps++
+				return false, s.Send(sse.Event{Data: "x"})
+			})
+		}()
+
+		time.Sleep(15*time.Second - time.Nanosecond)
+		synctest.Wait()
+		if got := w.Flushed(); got != "" {
+			t.Fatalf("before the interval: got %q, want nothing", got)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if got := w.Flushed(); got != ": keepalive\n\n" {
+			t.Fatalf("at the interval: got %q, want one keepalive", got)
+		}
+		ready <- struct{}{}
+		synctest.Wait()
+		if steps != 1 || !strings.HasSuffix(w.Flushed(), "data: x\n\n") {
+			t.Fatalf("after ready: steps %d, flushed %q", steps, w.Flushed())
+		}
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		if got := strings.Count(w.Flushed(), ": keepalive"); got != 2 {
+			t.Fatalf("got %d keepalives after 30s, want 2", got)
+		}
+
+		cancel() // the client leaves
+		if err := <-done; err != nil {
+			t.Errorf("Loop: got %v, want nil", err)
+		}
+	})
+}
+
+func TestLoopStopsWhenStepIsDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, _ := sse.Open(ssetest.NewRecorder())
+		ready := make(chan struct{}, 1)
+		ready <- struct{}{}
+		err := sse.Loop(t.Context(), s, time.Second, func() <-chan struct{} { return ready }, func() (bool, error) { return true, nil })
+		if err != nil {
+			t.Errorf("got %v, want nil", err)
+		}
+	})
+}

@@ -1,0 +1,41 @@
+// The time feed page: one EventSource on sendTime, in the chosen mode.
+"use strict";
+(() => {
+  const { watch, wire, $ } = sselab;
+  let current = null;
+
+  function url() {
+    const mode = $("input[name=mode]:checked").value;
+    if (mode === "short") return "sendTime";
+    return "sendTime?mode=stream&interval=" + encodeURIComponent($("input[name=interval]").value);
+  }
+  function connect() {
+    if (current) current.stop();
+    current = watch(url(), ["time"]);
+  }
+  async function refreshStatus() {
+    const s = await (await fetch("status", { cache: "no-store" })).json();
+    $("[data-testid=feed-state]").textContent = s.feed ? "on" : "off";
+    $("[data-testid=type-state]").textContent = s.typeSwitch ? "on" : "off";
+  }
+  async function post(path) {
+    await fetch(path, { method: "POST" });
+    await refreshStatus();
+  }
+
+  document.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-action]");
+    if (!b) return;
+    switch (b.dataset.action) {
+      case "feed": post("timeSwitch"); break;
+      case "type": post("typeSwitch"); break;
+      case "connect": connect(); wire(url()); break;
+      case "close": if (current) current.close(); break;
+    }
+  });
+  for (const r of document.querySelectorAll("input[name=mode]")) {
+    r.addEventListener("change", () => { connect(); wire(url()); });
+  }
+  connect();
+  wire(url());
+})();

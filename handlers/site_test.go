@@ -1,0 +1,127 @@
+package handlers_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"sselab/app"
+)
+
+func TestHomeListsDemosAndRoutes(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodGet, "/", "")
+	wantStatus(t, w.Code, http.StatusOK, "")
+	body := w.Body.String()
+	for _, want := range []string{"CherryPy", "Pylons", `href="/time/"`, "curl -N http://example.com/time/sendTime?mode=stream", "/healthz", "/metrics"} {
+		wantContains(t, body, want)
+	}
+}
+
+func TestNotFoundAndMethods(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodGet, "/no/such/page", "")
+	wantStatus(t, w.Code, http.StatusNotFound, "")
+	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("404 Content-Type: got %q, want the HTML page", ct)
+	}
+	wantContains(t, w.Body.String(), "/no/such/page")
+	w = ts.do(http.MethodPost, "/time/status", "")
+	wantStatus(t, w.Code, http.StatusMethodNotAllowed, w.Body.String())
+	w = ts.do(http.MethodGet, "/healthz", "")
+	wantStatus(t, w.Code, http.StatusOK, "")
+	if w.Body.String() != "ok\n" {
+		t.Errorf("healthz: got %q", w.Body.String())
+	}
+}
+
+func TestCrossOriginPostsRefused(t *testing.T) {
+	ts := newServer(t)
+	for _, tt := range []struct {
+		name   string
+		header []string
+		want   int
+	}{
+		{"no headers, as curl", nil, http.StatusOK},
+		{"same origin", []string{"Origin", "http://example.com", "Sec-Fetch-Site", "same-origin"}, http.StatusOK},
+		{"same origin without fetch metadata", []string{"Origin", "http://example.com"}, http.StatusOK},
+		{"cross-site fetch metadata", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"foreign origin", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := ts.do(http.MethodPost, "/time/timeSwitch", "", tt.header...)
+			wantStatus(t, w.Code, tt.want, w.Body.String())
+			if tt.want == http.StatusForbidden {
+				wantContains(t, w.Body.String(), "cross-origin")
+			}
+		})
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	ts := newServer(t)
+	ts.feed.ToggleFeed()
+	ts.do(http.MethodGet, "/time/sendTime", "")
+	w := ts.do(http.MethodGet, "/metrics", "")
+	for _, want := range []string{
+		`sselab_events_sent_total{route="/time/sendTime"} 1`,
+		`sselab_http_requests_total{code="200",route="/time/sendTime"} 1`,
+		`sselab_open_streams{route="/time/sendTime"} 0`,
+	} {
+		wantContains(t, w.Body.String(), want)
+	}
+}
+
+func TestMaxStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ts := newServer(t, func(c *app.Config) { c.MaxStreams = 2 })
+		_, leave1, wait1 := ts.open(t.Context(), "/time/sendTime?mode=stream")
+		_, leave2, wait2 := ts.open(t.Context(), "/eventsource/event_sender")
+		synctest.Wait()
+		w := ts.do(http.MethodGet, "/time/sendTime", "")
+		wantStatus(t, w.Code, http.StatusServiceUnavailable, w.Body.String())
+		if w.Header().Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+		wantContains(t, w.Body.String(), "too many open streams")
+		if w := ts.do(http.MethodGet, "/time/status", ""); w.Code != http.StatusOK {
+			t.Errorf("pages must not count as streams: status %d", w.Code)
+		}
+		leave1()
+		wait1()
+		if w := ts.do(http.MethodGet, "/time/sendTime", ""); w.Code != http.StatusOK {
+			t.Errorf("after one stream closed: got %d, want 200", w.Code)
+		}
+		leave2()
+		wait2()
+	})
+}
+
+// Stopping the server ends every open stream: its handler returns, so the
+// response is finished rather than reset.
+func TestStopEndsStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ts := newServer(t)
+		_, _, wait := ts.open(t.Context(), "/time/sendTime?mode=stream")
+		synctest.Wait()
+		ts.stop()
+		wait()
+	})
+}
+
+func TestStreamsSkipGzip(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodGet, "/eventsource/event_sender?interval=0&count=2", "", "Accept-Encoding", "gzip")
+	if ce := w.Header().Get("Content-Encoding"); ce != "" {
+		t.Errorf("stream Content-Encoding: got %q, want none", ce)
+	}
+	if evs := parse(t, w.Body.String()); len(evs) != 2 {
+		t.Errorf("got %d events, want 2 in plain text", len(evs))
+	}
+	// Pages are still compressed: the skipper is per route, not global.
+	w = ts.do(http.MethodGet, "/", "", "Accept-Encoding", "gzip")
+	if ce := w.Header().Get("Content-Encoding"); ce != "gzip" {
+		t.Errorf("home page Content-Encoding: got %q, want gzip", ce)
+	}
+}
