@@ -1,0 +1,117 @@
+package tests
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// browser starts headless Chromium with a fresh profile and returns a tab
+// context. Chromium is closed when the test ends.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	exe := requireTool(t, "SSELAB_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1200, 1000),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	return ctx
+}
+
+// text reads the text of the element with data-testid id.
+func text(t *testing.T, ctx context.Context, id string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`[data-testid=`+id+`]`)))
+	if err != nil {
+		t.Fatalf("reading %s: %v", id, err)
+	}
+	return s
+}
+
+func number(t *testing.T, ctx context.Context, id string) int {
+	n, _ := strconv.Atoi(text(t, ctx, id))
+	return n
+}
+
+func navigate(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("navigating to %s: %v", url, err)
+	}
+}
+
+// The CherryPy lesson in a real browser: short responses become polling
+// through reconnects; the content-type switch closes the EventSource and
+// no request follows.
+func TestBrowserTimeFeed(t *testing.T) {
+	ctx := browser(t)
+	s := startServer(t, "-retry", "300ms")
+	do(t, http.MethodPost, s.URL+"/time/timeSwitch", "")
+	navigate(t, ctx, s.URL+"/time/")
+
+	eventually(t, 20*time.Second, "time events across three reconnects", func() bool {
+		return number(t, ctx, "connect-count") >= 3 && number(t, ctx, "event-count") >= 3
+	})
+	if dir := os.Getenv("SSELAB_SCREENSHOTS"); dir != "" {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "timefeed.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	do(t, http.MethodPost, s.URL+"/time/typeSwitch", "")
+	eventually(t, 10*time.Second, "readyState CLOSED after the content-type switch", func() bool {
+		return text(t, ctx, "ready-state") == "CLOSED"
+	})
+	before := metric(t, s.URL, `sselab_http_requests_total{code="200",route="/time/sendTime"}`)
+	// The claim is that nothing happens for 3s, so this test must watch 3s
+	// pass: ten retry periods of 300ms.
+	time.Sleep(3 * time.Second)
+	if after := metric(t, s.URL, `sselab_http_requests_total{code="200",route="/time/sendTime"}`); after != before {
+		t.Errorf("sendTime requests went from %v to %v after the EventSource closed", before, after)
+	}
+	if got := text(t, ctx, "ready-state"); got != "CLOSED" {
+		t.Errorf("readyState: got %s, want CLOSED", got)
+	}
+}
+
+// The Pylons page receives its ten messages.
+func TestBrowserGenerator(t *testing.T) {
+	ctx := browser(t)
+	s := startServer(t)
+	navigate(t, ctx, s.URL+"/eventsource/page")
+	eventually(t, 20*time.Second, "ten messages", func() bool { return number(t, ctx, "event-count") >= 10 })
+	nine, err := chromedp.Run(ctx, chromedp.Evaluate[bool](
+		`[...document.querySelectorAll("[data-testid=events] li")].some(li => li.textContent.startsWith("message: 9 "))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nine {
+		t.Error("the event list has no message 9")
+	}
+}

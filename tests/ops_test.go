@@ -1,0 +1,89 @@
+package tests
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMaxStreams(t *testing.T) {
+	s := startServer(t, "-max-streams", "2")
+	openStream(t, s.URL+"/time/sendTime?mode=stream")
+	openStream(t, s.URL+"/time/sendTime?mode=stream")
+	code, h, body := do(t, http.MethodGet, s.URL+"/eventsource/event_sender", "")
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(body, "too many open streams") {
+		t.Errorf("third stream: got %d Retry-After %q %q, want 503 with Retry-After", code, h.Get("Retry-After"), body)
+	}
+	if code, _, _ := do(t, http.MethodGet, s.URL+"/healthz", ""); code != http.StatusOK {
+		t.Errorf("healthz while streams are full: %d", code)
+	}
+}
+
+// Shutdown in process: Run returns nil, and every open stream ends with a
+// properly terminated response (a clean EOF, not a reset).
+func TestShutdownEndsStreams(t *testing.T) {
+	s := startServer(t)
+	_, p1 := openStream(t, s.URL+"/time/sendTime?mode=stream")
+	_, p2 := openStream(t, s.URL+"/eventsource/event_sender?interval=10s")
+	next(t, p2, 5*time.Second) // event 0
+	start := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown took %v, want under 5s", took)
+	}
+	if _, err := p1.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("stream 1: got %v, want a clean end", err)
+	}
+	if _, err := p2.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("stream 2: got %v, want a clean end", err)
+	}
+}
+
+// The built binary on SIGTERM and SIGINT: stops accepting, ends open
+// streams cleanly and exits 0 within 5 seconds.
+func TestSignalsStopTheBinary(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(binary(t), "serve", "-addr", "127.0.0.1:0")
+			stdout, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill() })
+			line, err := bufio.NewReader(stdout).ReadString('\n')
+			m := listening.FindStringSubmatch(line)
+			if err != nil || m == nil {
+				t.Fatalf("first line %q: %v", line, err)
+			}
+			url := m[1]
+			_, p := openStream(t, url+"/time/sendTime?mode=stream")
+			exited := make(chan error, 1)
+			start := time.Now()
+			cmd.Process.Signal(sig)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Errorf("exit: %v, want status 0", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("still running 5s after the signal")
+			}
+			t.Logf("exited %v after %s", time.Since(start).Round(time.Millisecond), sig)
+			if _, err := p.Next(); !errors.Is(err, io.EOF) {
+				t.Errorf("open stream: got %v, want a clean end", err)
+			}
+			if _, err := plainClient.Get(url + "/healthz"); err == nil {
+				t.Error("still accepting connections after exit")
+			}
+		})
+	}
+}
