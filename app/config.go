@@ -19,6 +19,7 @@ type Config struct {
 	Queue      int           // events a subscriber may fall behind before it is dropped
 	MaxStreams int           // open streams before 503
 	RedisURL   string        // channels through Redis when set
+	SessionKey string        // signs chat session cookies; empty: random, or shared through Redis
 	JSON       bool          // token data must be JSON
 	IDs        bool          // token events carry ids
 	Debug      bool          // debug logging
@@ -41,6 +42,7 @@ func DefaultConfig() Config {
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	cfg := DefaultConfig()
 	cfg.RedisURL = getenv("REDIS_URL")
+	cfg.SessionKey = getenv("SSELAB_SESSION_KEY")
 	if v := getenv("SSELAB_ADDR"); v != "" {
 		cfg.Addr = v
 	}
@@ -68,6 +70,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "events a subscriber may fall behind before it is disconnected")
 	fs.IntVar(&cfg.MaxStreams, "max-streams", cfg.MaxStreams, "open streams before new ones get 503")
 	fs.StringVar(&cfg.RedisURL, "redis", cfg.RedisURL, "Redis URL, e.g. redis://localhost:6379/0 (env REDIS_URL); empty: in memory")
+	fs.StringVar(&cfg.SessionKey, "session-key", cfg.SessionKey, "secret that signs chat session cookies (env SSELAB_SESSION_KEY); empty: random per process, or shared through Redis with -redis")
 	fs.BoolVar(&cfg.JSON, "json", false, "token event data must be valid JSON")
 	fs.BoolVar(&cfg.JSON, "j", false, "same as -json")
 	fs.BoolVar(&cfg.IDs, "id", false, "token events carry ids")

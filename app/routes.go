@@ -25,6 +25,8 @@ type handlerSet struct {
 	site  *handlers.Site
 	time  *handlers.TimeFeed
 	gen   *handlers.Generator
+	vis   *handlers.Visits
+	chat  *handlers.Chat
 	ops   http.Handler // /metrics
 	table *[]route
 }
@@ -39,6 +41,8 @@ func newHandlers(d Deps) *handlerSet {
 	h := &handlerSet{
 		time: handlers.NewTimeFeed(d.Feed, d.Metrics, d.Config.Retry, d.Config.Keepalive),
 		gen:  handlers.NewGenerator(d.Metrics),
+		vis:  handlers.NewVisits(d.Broker, d.Metrics, d.Config.Keepalive),
+		chat: handlers.NewChat(d.Broker, d.Metrics, d.Config.Keepalive, d.SessionKey),
 		ops:  d.Metrics.Handler(),
 	}
 	h.table = new([]route)
@@ -64,6 +68,20 @@ func routes(h *handlerSet) []route {
 		{methods: get, path: "/eventsource/event_sender", handler: h.gen.Send, stream: true,
 			doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
 			curl: "curl -N {base}/eventsource/event_sender?interval=200ms"},
+
+		{methods: get, path: "/visits/", handler: h.vis.Page, doc: "Publishes a visit to channel visits, then serves the page (the Publisher seed).", curl: "curl {base}/visits/"},
+		{methods: get, path: "/visits/subscribe", handler: h.vis.Subscribe, stream: true,
+			doc:  "Long-lived stream of channel visits, with ids; Last-Event-ID or ?lastEventId= replays.",
+			curl: "curl -N {base}/visits/subscribe"},
+
+		{methods: get, path: "/chat/", handler: h.chat.Page, doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", curl: "curl {base}/chat/"},
+		{methods: post, path: "/chat/login", handler: h.chat.Login, doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
+			curl: "curl -i -d user=ann {base}/chat/login"},
+		{methods: post, path: "/chat/post", handler: h.chat.Post, doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
+			curl: "curl -d message=hello {base}/chat/post"},
+		{methods: get, path: "/chat/stream", handler: h.chat.Stream, stream: true,
+			doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
+			curl: "curl -N {base}/chat/stream"},
 
 		{methods: get, path: "/healthz", handler: h.site.Health, doc: "200 ok while the server runs.", curl: "curl {base}/healthz"},
 		{methods: get, path: "/metrics", handler: echo.WrapHandler(h.ops), doc: "Prometheus metrics: open streams, events sent, requests.", curl: "curl {base}/metrics"},

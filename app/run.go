@@ -4,6 +4,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,8 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"sselab/app/hub"
 	"sselab/app/metrics"
 	"sselab/app/timefeed"
+	"sselab/handlers"
 )
 
 // ShutdownTimeout bounds a graceful shutdown; the contract promises exit
@@ -59,9 +63,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	m := metrics.New()
+	broker, err := newBroker(ctx, cfg, m, logger)
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+	key, err := sessionKey(ctx, cfg, broker)
+	if err != nil {
+		return err
+	}
+
 	stopping, stop := context.WithCancel(context.Background())
 	defer stop()
-	e := NewServer(Deps{Config: cfg, Logger: logger, Metrics: metrics.New(), Feed: new(timefeed.Feed), Stopping: stopping})
+	e := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key, Stopping: stopping})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -96,4 +111,33 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	<-errc // Serve has returned ErrServerClosed
 	logger.Info("stopped")
 	return nil
+}
+
+// newBroker is the in-memory broker, or Redis when a URL is given.
+func newBroker(ctx context.Context, cfg Config, m *metrics.Metrics, logger *slog.Logger) (hub.Broker, error) {
+	opts := hub.Options{
+		History:  cfg.History,
+		Queue:    cfg.Queue,
+		Funcs:    map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
+		Observer: m,
+	}
+	if cfg.RedisURL == "" {
+		return hub.NewMemory(opts), nil
+	}
+	return hub.NewRedis(ctx, cfg.RedisURL, opts, logger)
+}
+
+// sessionKey is the key that signs session cookies: derived from
+// -session-key, else shared by every instance through Redis, else random.
+func sessionKey(ctx context.Context, cfg Config, b hub.Broker) ([]byte, error) {
+	if cfg.SessionKey != "" {
+		sum := sha256.Sum256([]byte(cfg.SessionKey))
+		return sum[:], nil
+	}
+	if r, ok := b.(*hub.Redis); ok {
+		return r.SharedSecret(ctx, "session-key")
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	return key, nil
 }

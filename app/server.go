@@ -12,23 +12,31 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"sselab/app/hub"
 	"sselab/app/metrics"
 	"sselab/app/timefeed"
 )
 
 // Deps is everything a server needs. Tests build their own.
 type Deps struct {
-	Config   Config
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics
-	Feed     *timefeed.Feed
-	Stopping context.Context // done when the server shuts down: every stream ends
+	Config  Config
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	Feed    *timefeed.Feed
+	Broker  hub.Broker // where channels live: memory or Redis
+	// SessionKey signs the chat's session cookies; instances serving one
+	// site must share it.
+	SessionKey []byte
+	Stopping   context.Context // done when the server shuts down: every stream ends
 }
 
 // NewServer builds the Echo server: middleware, error handler, routes.
 func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	// The client address is the connection's: X-Forwarded-For is trusted
+	// only behind a proxy you run, so a template starts without it.
+	e.IPExtractor = echo.ExtractIPDirect()
 
 	// Refuse cross-origin POSTs (by Sec-Fetch-Site, else Origin vs Host).
 	// Requests with neither header, such as curl's, pass.
@@ -48,6 +56,7 @@ func NewServer(d Deps) *echo.Echo {
 		}
 	}
 	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit("64K")) // the chat's 4096-byte message is checked with its own reason
 	e.Use(requestLogger(d.Logger, d.Metrics))
 	// Gzip would rewrite a stream with Content-Encoding and, in stacks that
 	// do not pass Flush through, hold every event back: streams skip it.

@@ -25,6 +25,10 @@ var demos = []views.Demo{
 		Lesson: "A response that ends makes EventSource reconnect after the retry delay, so a short response per event is polling in disguise. A response that is not text/event-stream stops the retries for good."},
 	{Title: "Finite generator", Href: "/eventsource/page", Seed: "Pylons finite generator",
 		Lesson: "Ten events flushed one by one, then the response ends and the browser starts the generator again. Anything that buffers the body between handler and socket holds every event back until the end."},
+	{Title: "Visits", Href: "/visits/", Seed: "Python Publisher library",
+		Lesson: "Channels, a publish that is a function of each subscriber, initial data and a subscriber list. Every event has an id in a bounded history, so a reconnect replays what it missed, and a slow subscriber is cut off instead of slowing the rest."},
+	{Title: "Chat", Href: "/chat/", Seed: "Flask chat over Redis pub/sub",
+		Lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them."},
 }
 
 // Home lists the demos and every route with a curl command.

@@ -32,3 +32,14 @@ func onOff(b bool) string {
 	}
 	return "off"
 }
+
+// VisitsVM is the visits page.
+type VisitsVM struct {
+	Viewers int
+}
+
+// ChatVM is the chat page. An empty User shows the name form.
+type ChatVM struct {
+	User       string
+	MaxMessage int
+}

@@ -1,0 +1,339 @@
+package hub
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"sselab/app/sse"
+)
+
+// entry is one event in a channel's log. A plain event is encoded once,
+// id included, and the same bytes go to every subscriber. A personal event
+// (fn set) is encoded per subscriber.
+type entry struct {
+	key   key
+	id    string
+	frame []byte // the encoded event; nil for a personal event
+	typ   string
+	fn    Func
+	arg   string
+}
+
+// channel is a bounded log: ring holds the entries with positions
+// [head-len, head), where len = min(head, cap(ring)).
+type channel struct {
+	name string
+	mu   sync.RWMutex
+	ring []entry
+	head uint64
+	subs map[*Subscription]int // subscription -> its cursor index
+}
+
+func (ch *channel) oldest() uint64 {
+	if n := uint64(len(ch.ring)); ch.head > n {
+		return ch.head - n
+	}
+	return 0
+}
+
+func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%uint64(len(ch.ring))] }
+
+// find returns the position of the entry with key k, if still held.
+func (ch *channel) find(k key) (uint64, bool) {
+	lo, hi := ch.oldest(), ch.head
+	for lo < hi { // keys increase along the log: binary search
+		mid := lo + (hi-lo)/2
+		if ch.at(mid).key.less(k) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < ch.head && ch.at(lo).key == k
+}
+
+// after returns the position of the first entry with a key above k.
+func (ch *channel) after(k key) uint64 {
+	pos, found := ch.find(k)
+	if found {
+		pos++
+	}
+	return pos
+}
+
+// engine is the local fan-out shared by both brokers: the channel logs of
+// this process and their subscriptions.
+type engine struct {
+	opts     Options
+	mu       sync.Mutex
+	channels map[string]*channel
+	nextSub  atomic.Uint64
+	closed   bool
+}
+
+func newEngine(o Options) *engine {
+	return &engine{opts: o.withDefaults(), channels: map[string]*channel{}}
+}
+
+func (e *engine) channel(name string) *channel {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch := e.channels[name]
+	if ch == nil {
+		ch = &channel{name: name, ring: make([]entry, e.opts.History), subs: map[*Subscription]int{}}
+		e.channels[name] = ch
+	}
+	return ch
+}
+
+// append adds an event with its id to a channel and wakes its subscribers.
+// Subscribers more than a queue behind are dropped here, so the publisher
+// never waits for any of them.
+func (e *engine) append(name, id string, k key, m Message) {
+	en := entry{key: k, id: id, typ: m.Type}
+	if f := e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
+		en.fn, en.arg = f, m.Data
+	} else {
+		en.frame = sse.Event{Type: m.Type, Data: m.Data, ID: id}.AppendTo(nil)
+	}
+	ch := e.channel(name)
+	ch.mu.Lock()
+	*ch.at(ch.head) = en
+	ch.head++
+	queue := uint64(e.opts.Queue)
+	for s, i := range ch.subs {
+		if s.dropped.Load() {
+			continue // its handler is on the way out and will Close it
+		}
+		if ch.head-s.cursors[i].Load() > queue {
+			s.drop(ErrDropped)
+			e.opts.Observer.Dropped()
+			continue
+		}
+		s.wake()
+	}
+	ch.mu.Unlock()
+	e.opts.Observer.Published(name)
+}
+
+// subscribe registers a subscription. start gives each channel's first
+// position given the channel's lock; nil means live only.
+func (e *engine) subscribe(ctx context.Context, r Request, start func(ch *channel) uint64) *Subscription {
+	return e.subscribeAt(ctx, r, start, "")
+}
+
+// subscribeAt is subscribe with the id initial events carry; "" means the
+// latest id of the local logs.
+func (e *engine) subscribeAt(ctx context.Context, r Request, start func(ch *channel) uint64, latest string) *Subscription {
+	sctx, cancel := context.WithCancelCause(ctx)
+	s := &Subscription{
+		id:      strconv.FormatUint(e.nextSub.Add(1), 10),
+		props:   r.Props,
+		names:   slices.Clone(r.Channels),
+		engine:  e,
+		notify:  make(chan struct{}, 1),
+		ctx:     sctx,
+		cancel:  cancel,
+		cursors: make([]atomic.Uint64, len(r.Channels)),
+	}
+	local := latest == ""
+	for i, name := range r.Channels {
+		ch := e.channel(name)
+		ch.mu.Lock()
+		pos := ch.head
+		if start != nil {
+			pos = start(ch)
+		}
+		s.cursors[i].Store(pos)
+		if local && ch.head > 0 {
+			if id := ch.at(ch.head - 1).id; latest == "" || idLess(latest, id) {
+				latest = id
+			}
+		}
+		ch.subs[s] = i
+		s.chans = append(s.chans, ch)
+		ch.mu.Unlock()
+	}
+	if latest == "" {
+		latest = "0"
+	}
+	if local && r.LastID != "" && start != nil {
+		latest = r.LastID // initial events mark the position replay starts from
+	}
+	for _, ev := range r.Initial {
+		ev.ID = latest
+		s.initial = ev.AppendTo(s.initial)
+	}
+	e.mu.Lock()
+	if e.closed {
+		s.drop(ErrClosed)
+	}
+	e.mu.Unlock()
+	s.wake()
+	return s
+}
+
+func idLess(a, b string) bool {
+	ka, _ := parseKey(a)
+	kb, _ := parseKey(b)
+	return ka.less(kb)
+}
+
+func (e *engine) subscribers(channels ...string) []Subscriber {
+	seen := map[*Subscription]bool{}
+	var out []Subscriber
+	for _, name := range channels {
+		ch := e.channel(name)
+		ch.mu.RLock()
+		for s := range ch.subs {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, Subscriber{ID: s.id, Channels: slices.Clone(s.names), Props: s.props})
+			}
+		}
+		ch.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b Subscriber) int { return compareIDs(a.ID, b.ID) })
+	return out
+}
+
+// compareIDs orders subscription ids, which are decimal numbers.
+func compareIDs(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	if a < b {
+		return -1
+	}
+	if a > b {
+		return 1
+	}
+	return 0
+}
+
+func (e *engine) close() {
+	e.mu.Lock()
+	e.closed = true
+	chans := make([]*channel, 0, len(e.channels))
+	for _, ch := range e.channels {
+		chans = append(chans, ch)
+	}
+	e.mu.Unlock()
+	for _, ch := range chans {
+		ch.mu.RLock()
+		for s := range ch.subs {
+			s.drop(ErrClosed)
+		}
+		ch.mu.RUnlock()
+	}
+}
+
+// Subscription is one subscriber's cursor into its channels.
+type Subscription struct {
+	id      string
+	props   Props
+	names   []string
+	engine  *engine
+	chans   []*channel
+	cursors []atomic.Uint64
+	notify  chan struct{}
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	dropped atomic.Bool
+	closed  sync.Once
+
+	initial []byte   // initial events, sent first
+	replay  [][]byte // events fetched from a store before going live (Redis)
+	skip    []key    // per channel: live entries up to this key were replayed already
+	onClose func()   // the broker's own clean-up
+}
+
+// ID identifies the subscription among the broker's subscribers.
+func (s *Subscription) ID() string { return s.id }
+
+// Ready has a value when Next may have something to send.
+func (s *Subscription) Ready() <-chan struct{} { return s.notify }
+
+// Context ends when the subscription is dropped, closed, or its broker
+// closes; context.Cause says which.
+func (s *Subscription) Context() context.Context { return s.ctx }
+
+func (s *Subscription) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+func (s *Subscription) drop(cause error) {
+	if s.dropped.CompareAndSwap(false, true) {
+		s.cancel(cause)
+		s.wake()
+	}
+}
+
+// Next appends every pending event, encoded, to buf: first the initial
+// events, then any replay, then the channels' logs from the cursors. It
+// holds a channel's read lock only to copy bytes, never while writing to a
+// client. It returns ErrDropped or ErrClosed when the subscription ended.
+func (s *Subscription) Next(buf []byte) ([]byte, error) {
+	if s.dropped.Load() {
+		return buf, context.Cause(s.ctx)
+	}
+	if s.initial != nil {
+		buf, s.initial = append(buf, s.initial...), nil
+	}
+	for _, f := range s.replay {
+		buf = append(buf, f...)
+	}
+	delivered := len(s.replay)
+	s.replay = nil
+	for i, ch := range s.chans {
+		ch.mu.RLock()
+		pos, head := s.cursors[i].Load(), ch.head
+		if pos < ch.oldest() {
+			ch.mu.RUnlock()
+			s.drop(ErrDropped)
+			return buf, ErrDropped
+		}
+		for ; pos < head; pos++ {
+			en := ch.at(pos)
+			if s.skip != nil && !s.skip[i].less(en.key) {
+				continue // replayed from the store already
+			}
+			if en.fn != nil {
+				ev := en.fn(s.props, en.arg)
+				ev.ID = en.id
+				buf = ev.AppendTo(buf)
+			} else {
+				buf = append(buf, en.frame...)
+			}
+			delivered++
+		}
+		s.cursors[i].Store(pos)
+		ch.mu.RUnlock()
+	}
+	if delivered > 0 {
+		s.engine.opts.Observer.Delivered(delivered)
+	}
+	return buf, nil
+}
+
+// Close ends the subscription and removes it from the subscriber list.
+func (s *Subscription) Close() {
+	s.closed.Do(func() {
+		for _, ch := range s.chans {
+			ch.mu.Lock()
+			delete(ch.subs, s)
+			ch.mu.Unlock()
+		}
+		s.dropped.Store(true)
+		s.cancel(ErrClosed)
+		if s.onClose != nil {
+			s.onClose()
+		}
+	})
+}

@@ -1,0 +1,123 @@
+// Package hub is the publish/subscribe core behind every channel stream:
+// the Python Publisher library's ideas (channels, per-subscriber publish,
+// initial data, a subscriber list) made safe for many subscribers.
+//
+// Each channel is a bounded log of events, each encoded once with its id;
+// a subscription is a cursor into the logs of its channels. History, replay
+// after Last-Event-ID and fan-out are one structure: a publish is one
+// append plus a non-blocking wake-up per subscriber, and a subscriber that
+// falls more than its queue behind is dropped, never waited for.
+//
+// The Broker interface hides where channels live: Memory keeps them in
+// this process; Redis (redis.go) keeps them in Redis Streams so several
+// processes serve one site. The package imports nothing from Echo.
+package hub
+
+import (
+	"context"
+	"errors"
+
+	"sselab/app/sse"
+)
+
+// Props are a subscriber's properties, such as its user or viewer id.
+type Props map[string]string
+
+// Message is what a publisher sends. Data goes to every subscriber; when
+// Func names a registered Func, each subscriber receives what that function
+// returns for its properties instead, with Data as the argument.
+type Message struct {
+	Type string
+	Data string
+	Func string
+}
+
+// Func makes one subscriber's event from a published argument: the seed's
+// publish(callable). Functions are registered by name, so a message that
+// names one can travel through Redis to every instance.
+type Func func(sub Props, arg string) sse.Event
+
+// Request says what to subscribe to.
+type Request struct {
+	Channels []string
+	Props    Props
+	// Initial events are sent first, to this subscriber only (the seed's
+	// initial_data). They carry the id of the channel's latest event, so a
+	// reconnect from them misses nothing.
+	Initial []sse.Event
+	// LastID, when it names an event still in the history, replays every
+	// later event of the channels before going live. An unknown id replays
+	// nothing.
+	LastID string
+	// Recent replays up to this many of the latest events when LastID is
+	// empty, such as the chat's latest messages on page load.
+	Recent int
+}
+
+// Subscriber describes one current subscription.
+type Subscriber struct {
+	ID       string
+	Channels []string
+	Props    Props
+}
+
+// Broker is where channels live.
+type Broker interface {
+	// Publish appends m to each channel. It never blocks on a subscriber.
+	Publish(ctx context.Context, channels []string, m Message) error
+	// Subscribe starts a subscription; Close it when done.
+	Subscribe(ctx context.Context, r Request) (*Subscription, error)
+	// Subscribers lists the current subscribers of any of the channels.
+	Subscribers(ctx context.Context, channels ...string) ([]Subscriber, error)
+	// Close ends every subscription and releases the broker.
+	Close() error
+}
+
+// Observer is told what the hub does, for metrics. Any method may be
+// called from many goroutines.
+type Observer interface {
+	Published(channel string)
+	Delivered(n int)
+	Dropped()
+}
+
+// ErrDropped ends a subscription that fell too far behind. Its client
+// reconnects and catches up from the history by Last-Event-ID.
+var ErrDropped = errors.New("hub: subscriber dropped: it fell too far behind")
+
+// ErrClosed ends subscriptions when the broker closes.
+var ErrClosed = errors.New("hub: closed")
+
+// ErrUnavailable wraps a failure of the broker's backing store: publishing
+// cannot be done now, and may work later.
+var ErrUnavailable = errors.New("hub: broker unavailable")
+
+// Options configure a broker.
+type Options struct {
+	History  int             // events kept per channel (default 1000)
+	Queue    int             // events a subscriber may be behind before it is dropped (default 256)
+	Funcs    map[string]Func // per-subscriber functions by name
+	Observer Observer        // may be nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.History <= 0 {
+		o.History = 1000
+	}
+	if o.Queue <= 0 {
+		o.Queue = 256
+	}
+	if o.Queue > o.History {
+		o.Queue = o.History // a cursor must never point outside the log
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return o
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Published(string) {}
+func (nopObserver) Delivered(int)    {}
+func (nopObserver) Dropped()         {}

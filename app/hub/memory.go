@@ -1,0 +1,88 @@
+package hub
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Memory is the in-process broker, the default.
+type Memory struct {
+	e   *engine
+	mu  sync.Mutex // orders publishes: ids increase along every log
+	seq uint64
+}
+
+var _ Broker = (*Memory)(nil)
+
+// NewMemory returns an in-memory broker. Its ids are integers that start
+// at the boot time in microseconds, so they keep increasing across
+// restarts and an id from before a restart is never mistaken for a new one.
+func NewMemory(o Options) *Memory {
+	return &Memory{e: newEngine(o), seq: uint64(time.Now().UnixMicro())}
+}
+
+// Publish appends m to every channel, with one id for all of them.
+func (m *Memory) Publish(_ context.Context, channels []string, msg Message) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	id := strconv.FormatUint(m.seq, 10)
+	for _, name := range channels {
+		m.e.append(name, id, key{hi: m.seq}, msg)
+	}
+	return nil
+}
+
+// Subscribe starts a subscription, replaying from the history first when
+// asked to.
+func (m *Memory) Subscribe(ctx context.Context, r Request) (*Subscription, error) {
+	m.mu.Lock() // no publish between finding the start and registering
+	defer m.mu.Unlock()
+	return m.e.subscribe(ctx, r, replayStart(m.e, r)), nil
+}
+
+// replayStart says where each channel's cursor starts: after LastID if it
+// is still in the history of one of the channels, else the latest Recent
+// events, else live.
+func replayStart(e *engine, r Request) func(*channel) uint64 {
+	if r.LastID != "" {
+		k, ok := parseKey(r.LastID)
+		if !ok || !e.holds(r.Channels, k) {
+			return nil // an id no longer in the history replays nothing
+		}
+		return func(ch *channel) uint64 { return ch.after(k) }
+	}
+	if r.Recent > 0 {
+		return func(ch *channel) uint64 {
+			return max(ch.oldest(), ch.head-min(ch.head, uint64(r.Recent)))
+		}
+	}
+	return nil
+}
+
+// holds reports whether any of the channels still has the event with key k.
+func (e *engine) holds(channels []string, k key) bool {
+	for _, name := range channels {
+		ch := e.channel(name)
+		ch.mu.RLock()
+		_, found := ch.find(k)
+		ch.mu.RUnlock()
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// Subscribers lists the subscribers of any of the channels.
+func (m *Memory) Subscribers(_ context.Context, channels ...string) ([]Subscriber, error) {
+	return m.e.subscribers(channels...), nil
+}
+
+// Close ends every subscription.
+func (m *Memory) Close() error {
+	m.e.close()
+	return nil
+}

@@ -1,0 +1,408 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"sselab/app/sse"
+)
+
+// Redis is the broker for several instances: every channel is a Redis
+// Stream. Publish is one XADD (with an approximate MAXLEN as the history
+// bound), which gives the event its id. Each process runs one blocking
+// XREAD loop per channel that has local subscribers and appends what it
+// reads to the same local logs the memory broker uses, so fan-out stays in
+// process. Replay after Last-Event-ID reads the stream with XRANGE, so it
+// works whichever instance the client reconnects to.
+//
+// When Redis goes away, Publish and Subscribe return ErrUnavailable, open
+// streams stay open (their keepalives go on), the loops retry with
+// back-off, and go-redis reconnects by itself.
+type Redis struct {
+	rdb      *redis.Client
+	e        *engine
+	log      *slog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	instance string
+
+	mu        sync.Mutex
+	followers map[string]*follower
+	presence  map[string]string // subscription id -> its presence record
+}
+
+var _ Broker = (*Redis)(nil)
+
+type follower struct {
+	refs   int
+	cancel context.CancelFunc
+}
+
+const (
+	keyPrefix   = "sselab:"
+	presenceTTL = 30 * time.Second
+	blockFor    = 2 * time.Second
+)
+
+func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
+
+// NewRedis connects to the Redis server at url (redis://host:port/db).
+func NewRedis(ctx context.Context, url string, o Options, log *slog.Logger) (*Redis, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("-redis %q: %w", url, err)
+	}
+	opt.ContextTimeoutEnabled = true // a cancelled context ends a blocking XREAD
+	opt.PoolSize = max(opt.PoolSize, 64)
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis at %s: %w", opt.Addr, err)
+	}
+	id := make([]byte, 8)
+	rand.Read(id)
+	bctx, cancel := context.WithCancel(context.Background())
+	r := &Redis{
+		rdb: rdb, e: newEngine(o), log: log, ctx: bctx, cancel: cancel,
+		instance:  hex.EncodeToString(id),
+		followers: map[string]*follower{},
+		presence:  map[string]string{},
+	}
+	r.wg.Add(1)
+	go r.heartbeat()
+	return r, nil
+}
+
+func unavailable(err error) error { return fmt.Errorf("%w: %v", ErrUnavailable, err) }
+
+// Publish adds m to each channel's stream.
+func (r *Redis) Publish(ctx context.Context, channels []string, m Message) error {
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, name := range channels {
+			p.XAdd(ctx, &redis.XAddArgs{
+				Stream: streamKey(name),
+				MaxLen: int64(r.e.opts.History),
+				Approx: true,
+				Values: []any{"type", m.Type, "data", m.Data, "func", m.Func},
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+func toMessage(v map[string]any) Message {
+	str := func(k string) string { s, _ := v[k].(string); return s }
+	return Message{Type: str("type"), Data: str("data"), Func: str("func")}
+}
+
+// Subscribe follows the channels, replays from the streams when asked,
+// then goes live from the local logs, skipping what the replay covered.
+func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, error) {
+	for i, name := range req.Channels {
+		if err := r.follow(name); err != nil {
+			for _, n := range req.Channels[:i] {
+				r.unfollow(n)
+			}
+			return nil, err
+		}
+	}
+	release := func() {
+		for _, n := range req.Channels {
+			r.unfollow(n)
+		}
+	}
+	// Registered before the replay is read: whatever the replay misses
+	// arrives live, and what both have is skipped by id.
+	s := r.e.subscribeAt(ctx, req, nil, "-")
+	replay, skip, latest, err := r.replay(ctx, req, s.props)
+	if err != nil {
+		s.Close()
+		release()
+		return nil, err
+	}
+	s.replay, s.skip = replay, skip
+	if req.Initial != nil {
+		s.initial = nil
+		for _, ev := range req.Initial {
+			ev.ID = latest
+			s.initial = ev.AppendTo(s.initial)
+		}
+	}
+	rec, _ := json.Marshal(Subscriber{ID: r.instance + "-" + s.id, Channels: req.Channels, Props: req.Props})
+	r.mu.Lock()
+	r.presence[s.id] = string(rec)
+	r.mu.Unlock()
+	if err := r.rdb.HSet(ctx, r.presenceKey(), s.id, rec).Err(); err != nil {
+		r.log.Warn("redis: recording a subscriber", "err", err)
+	}
+	s.onClose = func() {
+		r.mu.Lock()
+		delete(r.presence, s.id)
+		r.mu.Unlock()
+		if err := r.rdb.HDel(context.WithoutCancel(ctx), r.presenceKey(), s.id).Err(); err != nil {
+			r.log.Debug("redis: removing a subscriber", "err", err)
+		}
+		release()
+	}
+	return s, nil
+}
+
+// replay reads what the subscriber must see before live events: after
+// LastID when a stream still holds it, else the Recent latest. It returns
+// the encoded events, per channel the last key replayed, and the id that
+// initial events carry.
+func (r *Redis) replay(ctx context.Context, req Request, props Props) ([][]byte, []key, string, error) {
+	skip := make([]key, len(req.Channels))
+	var frames [][]byte
+	encode := func(i int, msgs []redis.XMessage) {
+		for _, xm := range msgs {
+			k, ok := parseKey(xm.ID)
+			if !ok {
+				continue
+			}
+			m := toMessage(xm.Values)
+			ev := sse.Event{Type: m.Type, Data: m.Data}
+			if f := r.e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
+				ev = f(props, m.Data)
+			}
+			ev.ID = xm.ID
+			frames = append(frames, ev.AppendTo(nil))
+			skip[i] = k
+		}
+	}
+	latest := "0"
+	for _, name := range req.Channels {
+		top, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", 1).Result()
+		if err != nil {
+			return nil, nil, "", unavailable(err)
+		}
+		if len(top) > 0 && idLess(latest, top[0].ID) {
+			latest = top[0].ID
+		}
+	}
+	switch {
+	case req.LastID != "":
+		last, ok := parseKey(req.LastID)
+		if !ok {
+			return nil, skip, latest, nil
+		}
+		held := false
+		for _, name := range req.Channels {
+			got, err := r.rdb.XRangeN(ctx, streamKey(name), req.LastID, req.LastID, 1).Result()
+			if err != nil {
+				return nil, nil, "", unavailable(err)
+			}
+			held = held || len(got) > 0
+		}
+		if !held {
+			return nil, skip, latest, nil // an id no longer in the history replays nothing
+		}
+		for i := range skip {
+			skip[i] = last // the client has everything up to its id
+		}
+		for i, name := range req.Channels {
+			msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+req.LastID, "+", int64(r.e.opts.History)).Result()
+			if err != nil {
+				return nil, nil, "", unavailable(err)
+			}
+			encode(i, msgs)
+		}
+		return frames, skip, req.LastID, nil
+	case req.Recent > 0:
+		for i, name := range req.Channels {
+			msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
+			if err != nil {
+				return nil, nil, "", unavailable(err)
+			}
+			slices.Reverse(msgs)
+			encode(i, msgs)
+		}
+	}
+	return frames, skip, latest, nil
+}
+
+// follow makes sure one XREAD loop runs for the channel in this process.
+func (r *Redis) follow(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.followers[name]; f != nil {
+		f.refs++
+		return nil
+	}
+	if r.ctx.Err() != nil {
+		return ErrClosed
+	}
+	// Start after the newest entry there is now: a subscriber's replay
+	// reads the stream itself, so nothing before this point is needed.
+	top, err := r.rdb.XRevRangeN(r.ctx, streamKey(name), "+", "-", 1).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	from := "0-0"
+	if len(top) > 0 {
+		from = top[0].ID
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.followers[name] = &follower{refs: 1, cancel: cancel}
+	r.wg.Add(1)
+	go r.run(ctx, name, from)
+	return nil
+}
+
+func (r *Redis) unfollow(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.followers[name]
+	if f == nil {
+		return
+	}
+	if f.refs--; f.refs == 0 {
+		f.cancel()
+		delete(r.followers, name)
+	}
+}
+
+// run is a channel's XREAD loop: it appends every new entry to the local
+// log, which wakes the local subscribers.
+func (r *Redis) run(ctx context.Context, name, last string) {
+	defer r.wg.Done()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{
+			Streams: []string{streamKey(name), last}, Count: 512, Block: blockFor,
+		}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue // nothing new within blockFor
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("redis: reading a channel; retrying", "channel", name, "err", err, "in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, st := range res {
+			for _, xm := range st.Messages {
+				if k, ok := parseKey(xm.ID); ok {
+					r.e.append(name, xm.ID, k, toMessage(xm.Values))
+				}
+				last = xm.ID
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (r *Redis) presenceKey() string { return keyPrefix + "presence:" + r.instance }
+
+// heartbeat keeps this instance's subscriber records alive, and writes
+// them again after Redis lost them (a restart without persistence).
+func (r *Redis) heartbeat() {
+	defer r.wg.Done()
+	tick := time.NewTicker(presenceTTL / 3)
+	defer tick.Stop()
+	for {
+		r.mu.Lock()
+		recs := make([]any, 0, 2*len(r.presence))
+		for id, rec := range r.presence {
+			recs = append(recs, id, rec)
+		}
+		r.mu.Unlock()
+		if len(recs) > 0 {
+			_, err := r.rdb.TxPipelined(r.ctx, func(p redis.Pipeliner) error {
+				p.HSet(r.ctx, r.presenceKey(), recs...)
+				p.Expire(r.ctx, r.presenceKey(), presenceTTL)
+				return nil
+			})
+			if err != nil && r.ctx.Err() == nil {
+				r.log.Debug("redis: presence heartbeat", "err", err)
+			}
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Subscribers lists the subscribers of every instance. When Redis cannot
+// be read it returns this instance's own, with the error.
+func (r *Redis) Subscribers(ctx context.Context, channels ...string) ([]Subscriber, error) {
+	var out []Subscriber
+	iter := r.rdb.Scan(ctx, 0, keyPrefix+"presence:*", 100).Iterator()
+	for iter.Next(ctx) {
+		recs, err := r.rdb.HGetAll(ctx, iter.Val()).Result()
+		if err != nil {
+			return r.e.subscribers(channels...), unavailable(err)
+		}
+		for _, rec := range recs {
+			var s Subscriber
+			if json.Unmarshal([]byte(rec), &s) == nil && slices.ContainsFunc(s.Channels, func(c string) bool { return slices.Contains(channels, c) }) {
+				out = append(out, s)
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return r.e.subscribers(channels...), unavailable(err)
+	}
+	slices.SortFunc(out, func(a, b Subscriber) int { return compareIDs(a.ID, b.ID) })
+	return out, nil
+}
+
+// SharedSecret returns a random 32-byte secret that every instance using
+// this Redis shares, made by whichever asks first.
+func (r *Redis) SharedSecret(ctx context.Context, name string) ([]byte, error) {
+	k := keyPrefix + "secret:" + name
+	fresh := make([]byte, 32)
+	rand.Read(fresh)
+	if err := r.rdb.SetNX(ctx, k, hex.EncodeToString(fresh), 0).Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	v, err := r.rdb.Get(ctx, k).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return hex.DecodeString(v)
+}
+
+// Close stops the loops, ends every subscription and disconnects.
+func (r *Redis) Close() error {
+	r.cancel()
+	r.wg.Wait()
+	r.e.close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	r.rdb.Del(ctx, r.presenceKey())
+	return r.rdb.Close()
+}

@@ -1,0 +1,185 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"sselab/app/hub/redistest"
+	"sselab/app/sse"
+)
+
+func newRedis(t *testing.T, url string, o Options) *Redis {
+	t.Helper()
+	r, err := NewRedis(t.Context(), url, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// readUntil reads from s until it has n events or the deadline passes.
+func readUntil(t *testing.T, s *Subscription, n int, within time.Duration) []sse.Event {
+	t.Helper()
+	var evs []sse.Event
+	deadline := time.After(within)
+	for len(evs) < n {
+		select {
+		case <-s.Ready():
+			evs = append(evs, read(t, s)...)
+		case <-deadline:
+			t.Fatalf("got %d events within %v, want %d: %+v", len(evs), within, n, evs)
+		}
+	}
+	return evs
+}
+
+func TestRedisAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	funcs := map[string]Func{"mark": func(p Props, arg string) sse.Event {
+		if p["me"] == arg {
+			return sse.Event{Data: "mine"}
+		}
+		return sse.Event{Data: "theirs"}
+	}}
+	a := newRedis(t, srv.URL, Options{Funcs: funcs})
+	b := newRedis(t, srv.URL, Options{Funcs: funcs})
+
+	onB, err := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, Props: Props{"me": "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onB.Close()
+	for i := 0; i < 5; i++ {
+		publish(t, a, "c", strconv.Itoa(i))
+	}
+	a.Publish(t.Context(), []string{"c"}, Message{Func: "mark", Data: "x"})
+	evs := readUntil(t, onB, 6, 5*time.Second)
+	for i := 0; i < 5; i++ {
+		if evs[i].Data != strconv.Itoa(i) || evs[i].ID == "" {
+			t.Fatalf("event %d on instance b: got %+v", i, evs[i])
+		}
+	}
+	if evs[5].Data != "mine" {
+		t.Errorf("per-subscriber publish across instances: got %q, want mine", evs[5].Data)
+	}
+
+	// Replay on instance a from an id seen on instance b.
+	onA, err := a.Subscribe(t.Context(), Request{Channels: []string{"c"}, LastID: evs[2].ID, Props: Props{"me": "y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onA.Close()
+	publish(t, b, "c", "live")
+	got := readUntil(t, onA, 4, 5*time.Second)
+	want := []string{"3", "4", "theirs", "live"}
+	for i, w := range want {
+		if got[i].Data != w {
+			t.Fatalf("replay then live on a: got %+v, want %v", got, want)
+		}
+	}
+	if len(got) != 4 {
+		t.Fatalf("got %d events, want exactly 4 (no duplicates)", len(got))
+	}
+
+	// Unknown and evicted ids replay nothing.
+	for _, id := range []string{"1-0", "garbage"} {
+		s, err := a.Subscribe(t.Context(), Request{Channels: []string{"c"}, LastID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evs := read(t, s); len(evs) != 0 {
+			t.Errorf("LastID %q: got %+v, want nothing", id, evs)
+		}
+		s.Close()
+	}
+
+	// The subscriber list spans instances.
+	subs, err := a.Subscribers(t.Context(), "c")
+	if err != nil || len(subs) != 2 {
+		t.Fatalf("subscribers of c seen from a: got %+v %v, want 2", subs, err)
+	}
+	recent, _ := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, Recent: 2})
+	defer recent.Close()
+	if evs := read(t, recent); len(evs) != 2 || evs[1].Data != "live" {
+		t.Errorf("recent 2: got %+v", evs)
+	}
+}
+
+// Replay and live meet without a gap or a duplicate while another
+// instance keeps publishing.
+func TestRedisReplayWhilePublishing(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRedis(t, srv.URL, Options{History: 5000, Queue: 5000})
+	b := newRedis(t, srv.URL, Options{History: 5000, Queue: 5000})
+	const n = 1000
+	rec, _ := a.Subscribe(t.Context(), Request{Channels: []string{"c"}})
+	defer rec.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < n; i++ {
+			a.Publish(context.Background(), []string{"c"}, Message{Data: strconv.Itoa(i)})
+		}
+	}()
+	first := readUntil(t, rec, 100, 10*time.Second)
+	s, err := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, LastID: first[49].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := readUntil(t, s, n-50, 20*time.Second)
+	for i, ev := range got {
+		if ev.Data != strconv.Itoa(50+i) {
+			t.Fatalf("event %d: got %q, want %d", i, ev.Data, 50+i)
+		}
+	}
+	<-done
+}
+
+func TestRedisRecovers(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRedis(t, srv.URL, Options{})
+	b := newRedis(t, srv.URL, Options{})
+	s, err := b.Subscribe(t.Context(), Request{Channels: []string{"c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	publish(t, a, "c", "before")
+	readUntil(t, s, 1, 5*time.Second)
+
+	srv.Stop()
+	err = a.Publish(t.Context(), []string{"c"}, Message{Data: "lost"})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("publish while Redis is down: got %v, want ErrUnavailable", err)
+	}
+	select {
+	case <-s.Context().Done():
+		t.Fatal("the subscription ended while Redis was down; it must stay open")
+	default:
+	}
+
+	srv.Restart()
+	// Publishing works again once go-redis has reconnected; the follower
+	// on b picks the channel up again by itself.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := a.Publish(t.Context(), []string{"c"}, Message{Data: "after"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish after the restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval while go-redis reconnects
+	}
+	if evs := readUntil(t, s, 1, 15*time.Second); evs[0].Data != "after" {
+		t.Errorf("after the restart: got %+v, want after", evs)
+	}
+}

@@ -1,0 +1,16 @@
+// The visits page: visits and the viewer count arrive as events.
+"use strict";
+(() => {
+  const { watch, wire, $ } = sselab;
+  const list = $("[data-testid=visits]");
+  watch("subscribe", ["visit", "viewers", "welcome"], (ev) => {
+    if (ev.type === "viewers") {
+      $("[data-testid=viewers]").textContent = ev.data;
+      return;
+    }
+    const li = document.createElement("li");
+    li.textContent = ev.data; // never innerHTML: data is text
+    list.prepend(li);
+  });
+  wire("subscribe");
+})();

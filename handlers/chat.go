@@ -1,0 +1,132 @@
+package handlers
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/securecookie"
+	"github.com/labstack/echo/v4"
+
+	"sselab/app/hub"
+	"sselab/app/metrics"
+	"sselab/views"
+)
+
+// ChatChannel is the chat demo's channel.
+const ChatChannel = "chat"
+
+// Chat limits, from the contract.
+const (
+	MaxUserChars    = 32
+	MaxMessageBytes = 4096
+	sessionCookie   = "sselab_session"
+	anonymous       = "anonymous"
+)
+
+// chatBroker is what the chat needs of the broker.
+type chatBroker interface {
+	publisher
+	subscriber
+}
+
+// Chat serves the Flask/Redis chat demo under /chat/. The session is a
+// signed cookie holding the user name: a tampered cookie fails the
+// signature check and the user is anonymous.
+type Chat struct {
+	b         chatBroker
+	m         *metrics.Metrics
+	keepalive time.Duration
+	cookies   *securecookie.SecureCookie
+}
+
+// NewChat returns the chat handlers; hashKey signs the session cookie.
+// Instances behind one load balancer must share it.
+func NewChat(b chatBroker, m *metrics.Metrics, keepalive time.Duration, hashKey []byte) *Chat {
+	sc := securecookie.New(hashKey, nil)
+	sc.MaxAge(30 * 24 * 3600)
+	return &Chat{b: b, m: m, keepalive: keepalive, cookies: sc}
+}
+
+// user is the signed-in name, or "" when there is no valid session.
+func (h *Chat) user(c echo.Context) string {
+	ck, err := c.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	var name string
+	if err := h.cookies.Decode(sessionCookie, ck.Value, &name); err != nil || validUser(name) != nil {
+		return "" // tampered, expired or foreign: never trusted
+	}
+	return name
+}
+
+// Page shows the name form until a name is set, then the chat.
+func (h *Chat) Page(c echo.Context) error {
+	return render(c, http.StatusOK, views.ChatPage(views.ChatVM{User: h.user(c), MaxMessage: MaxMessageBytes}))
+}
+
+// Login sets the session cookie and goes back to the chat.
+func (h *Chat) Login(c echo.Context) error {
+	name := strings.TrimSpace(c.FormValue("user"))
+	if err := validUser(name); err != nil {
+		return badRequest("%v", err)
+	}
+	value, err := h.cookies.Encode(sessionCookie, name)
+	if err != nil {
+		return err
+	}
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: value, Path: "/chat/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
+	return c.Redirect(http.StatusSeeOther, "/chat/")
+}
+
+func validUser(name string) error {
+	n := utf8.RuneCountInString(name)
+	if !utf8.ValidString(name) || n < 1 || n > MaxUserChars {
+		return fmt.Errorf("user must be 1 to %d printable characters; got %d", MaxUserChars, n)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("user must be printable characters only; got %q", r)
+		}
+	}
+	return nil
+}
+
+// Post publishes a message. A multi-line message is one event: the encoder
+// sends each line as a data: line of it.
+func (h *Chat) Post(c echo.Context) error {
+	msg := c.FormValue("message")
+	switch {
+	case len(msg) > MaxMessageBytes:
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("message is %d bytes; the limit is %d bytes of UTF-8", len(msg), MaxMessageBytes))
+	case !utf8.ValidString(msg):
+		return badRequest("message must be valid UTF-8")
+	case strings.TrimSpace(msg) == "":
+		return badRequest("message is empty: write something first")
+	}
+	user := h.user(c)
+	if user == "" {
+		user = anonymous
+	}
+	line := fmt.Sprintf("[%s] %s: %s", time.Now().Format("15:04:05"), user, msg)
+	if err := h.b.Publish(c.Request().Context(), []string{ChatChannel}, hub.Message{Type: "message", Data: line}); err != nil {
+		return unavailable(err)
+	}
+	// A plain HTML form (no JavaScript) navigates: send it back to the chat.
+	if strings.Contains(c.Request().Header.Get("Accept"), "text/html") {
+		return c.Redirect(http.StatusSeeOther, "/chat/")
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// Stream is the chat channel: the latest messages on page load, replay
+// after Last-Event-ID on reconnect, then live.
+func (h *Chat) Stream(c echo.Context) error {
+	r := hub.Request{Channels: []string{ChatChannel}, Recent: 50}
+	return serveChannel(c, h.m, h.b, r, h.keepalive, nil)
+}
