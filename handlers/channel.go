@@ -46,8 +46,19 @@ func serveChannel(c echo.Context, m *metrics.Metrics, b subscriber, r hub.Reques
 		return err
 	}
 	// A dropped subscriber may be blocked writing to a client that stopped
-	// reading: a deadline in the past makes that write fail at once.
-	defer context.AfterFunc(sub.Context(), func() { s.SetWriteDeadline(time.Now()) })()
+	// reading: a deadline in the past makes that write fail at once. The
+	// response must not be touched once the handler has returned, so a cut
+	// that has started is waited for.
+	cut := make(chan struct{})
+	stop := context.AfterFunc(sub.Context(), func() {
+		defer close(cut)
+		s.SetWriteDeadline(time.Now())
+	})
+	defer func() {
+		if !stop() {
+			<-cut
+		}
+	}()
 
 	var buf []byte
 	return sse.Loop(ctx, s.Stream, keepalive, sub.Ready, func() (bool, error) {

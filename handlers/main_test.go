@@ -13,9 +13,11 @@ import (
 	"go.uber.org/goleak"
 
 	"sselab/app"
+	"sselab/app/hub"
 	"sselab/app/metrics"
 	"sselab/app/sse/ssetest"
 	"sselab/app/timefeed"
+	"sselab/handlers"
 )
 
 // Every test must leave no goroutine behind: a stream whose client left
@@ -26,6 +28,7 @@ type testServer struct {
 	e    *echo.Echo
 	feed *timefeed.Feed
 	m    *metrics.Metrics
+	b    *hub.Memory
 	stop context.CancelFunc // ends every stream, as a shutdown does
 }
 
@@ -38,9 +41,14 @@ func newServer(t *testing.T, change ...func(*app.Config)) *testServer {
 	stopping, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
 	ts := &testServer{feed: new(timefeed.Feed), m: metrics.New(), stop: stop}
+	ts.b = hub.NewMemory(hub.Options{
+		History: cfg.History, Queue: cfg.Queue, Observer: ts.m,
+		Funcs: map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
+	})
+	t.Cleanup(func() { ts.b.Close() })
 	ts.e = app.NewServer(app.Deps{
 		Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Metrics: ts.m, Feed: ts.feed, Stopping: stopping,
+		Metrics: ts.m, Feed: ts.feed, Broker: ts.b, SessionKey: []byte("test key of 32 bytes, exactly!!!"), Stopping: stopping,
 	})
 	return ts
 }

@@ -94,12 +94,16 @@ func (h *Visits) publishCount(ctx context.Context) {
 	h.b.Publish(ctx, []string{ViewersChannel}, hub.Message{Type: "viewers", Data: strconv.Itoa(h.count(ctx))})
 }
 
+// count is the number of distinct viewers subscribed: one page holds two
+// subscriptions (its EventSource and its wire panel), and a viewer may
+// have several tabs open.
 func (h *Visits) count(ctx context.Context) int {
-	subs, err := h.b.Subscribers(ctx, VisitsChannel)
-	if err != nil {
-		return 0
+	subs, _ := h.b.Subscribers(ctx, VisitsChannel) // on error, this instance's own
+	viewers := map[string]bool{}
+	for _, s := range subs {
+		viewers[s.Props["viewer"]] = true
 	}
-	return len(subs)
+	return len(viewers)
 }
 
 // viewer returns the viewer id from its cookie, setting one if absent. It

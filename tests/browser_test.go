@@ -31,9 +31,12 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1200, 1000),
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	// A deadline for the whole test: a browser wait that never ends fails
+	// the test instead of hanging it.
+	dctx, cancelDeadline := context.WithTimeout(context.Background(), 2*time.Minute)
+	actx, cancelAlloc := chromedp.NewExecAllocator(dctx, opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	t.Cleanup(func() { cancelCtx(); cancelAlloc(); cancelDeadline() })
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
 		t.Fatalf("starting Chromium: %v", err)
 	}
@@ -113,5 +116,93 @@ func TestBrowserGenerator(t *testing.T) {
 	}
 	if !nine {
 		t.Error("the event list has no message 9")
+	}
+}
+
+// newTab opens another tab in the same browser. With private set, the tab
+// has its own cookies, as another person's browser would.
+func newTab(t *testing.T, ctx context.Context, private bool) context.Context {
+	t.Helper()
+	var opts []chromedp.ContextOption
+	if private {
+		opts = append(opts, chromedp.WithNewBrowserContext())
+	}
+	tab, cancel := chromedp.NewContext(ctx, opts...)
+	t.Cleanup(cancel)
+	return tab
+}
+
+func evalBool(t *testing.T, ctx context.Context, js string) bool {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", js, err)
+	}
+	return v
+}
+
+// Two tabs on /chat/ see each other's messages, and a message that looks
+// like markup is shown as text.
+func TestBrowserChatTwoTabs(t *testing.T) {
+	ann := browser(t)
+	s := startServer(t)
+	bob := newTab(t, ann, true)
+	for tab, name := range map[context.Context]string{ann: "ann", bob: "bob"} {
+		navigate(t, tab, s.URL+"/chat/")
+		if err := chromedp.Do(tab,
+			chromedp.SetValue(chromedp.CSS(`input[name=user]`), name),
+			chromedp.Submit(chromedp.CSS(`[data-testid=login]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=user]`)),
+		); err != nil {
+			t.Fatalf("login as %s: %v", name, err)
+		}
+		eventually(t, 10*time.Second, name+"'s stream open", func() bool { return text(t, tab, "ready-state") == "OPEN" })
+	}
+	say := func(tab context.Context, msg string) {
+		t.Helper()
+		if err := chromedp.Do(tab,
+			chromedp.SetValue(chromedp.CSS(`[data-testid=say] textarea`), msg),
+			chromedp.Click(chromedp.CSS(`[data-testid=say] button`)),
+		); err != nil {
+			t.Fatal(err)
+		}
+	}
+	has := func(tab context.Context, suffix string) bool {
+		return evalBool(t, tab, `[...document.querySelectorAll("[data-testid=messages] li")].some(li => li.textContent.endsWith(`+strconv.Quote(suffix)+`))`)
+	}
+	say(ann, "hello bob")
+	eventually(t, 10*time.Second, "bob sees ann's message", func() bool { return has(bob, "ann: hello bob") })
+	say(bob, "hi ann")
+	eventually(t, 10*time.Second, "ann sees bob's message", func() bool { return has(ann, "bob: hi ann") })
+
+	say(ann, "<img src=x onerror=alert(1)>")
+	eventually(t, 10*time.Second, "bob sees the markup as text", func() bool { return has(bob, "ann: <img src=x onerror=alert(1)>") })
+	if evalBool(t, bob, `document.querySelector("[data-testid=messages] img") !== null`) {
+		t.Error("the message became an <img> element")
+	}
+}
+
+// A tab on /visits/ sees a visit made by another tab; the visitor sees its
+// own visit marked "(you)".
+func TestBrowserVisits(t *testing.T) {
+	watcher := browser(t)
+	s := startServer(t)
+	navigate(t, watcher, s.URL+"/visits/")
+	eventually(t, 10*time.Second, "the watcher's stream is open", func() bool { return text(t, watcher, "ready-state") == "OPEN" })
+	visitsOf := func(tab context.Context, js string) bool {
+		return evalBool(t, tab, `[...document.querySelectorAll("[data-testid=visits] li")]`+js)
+	}
+	eventually(t, 10*time.Second, "the watcher sees its own visit", func() bool {
+		return visitsOf(watcher, `.some(li => li.textContent.endsWith("! (you)"))`)
+	})
+
+	visitor := newTab(t, watcher, true)
+	navigate(t, visitor, s.URL+"/visits/")
+	eventually(t, 10*time.Second, "the watcher sees another visit", func() bool {
+		return visitsOf(watcher, `.filter(li => /^New visit from 127\.0\.0\.1 at .*!$/.test(li.textContent)).length >= 1`)
+	})
+	eventually(t, 10*time.Second, "two viewers counted", func() bool { return text(t, watcher, "viewers") == "2" })
+	if !visitsOf(visitor, `.some(li => li.textContent.endsWith("! (you)"))`) {
+		t.Error("the visitor does not see its own visit marked (you)")
 	}
 }

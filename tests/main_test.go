@@ -134,7 +134,51 @@ func (s *server) Stop() error {
 
 // plainClient never asks for or undoes compression, so a test sees the
 // Content-Encoding the server really sent.
-var plainClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxConnsPerHost: 0}}
+// It does not follow redirects either: tests check the 303s themselves.
+var plainClient = &http.Client{
+	Transport:     &http.Transport{DisableCompression: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// follow reads a stream as EventSource does: when the response ends it
+// reconnects with Last-Event-ID, so a dropped subscriber catches up. Events
+// arrive on the channel until the test ends.
+func follow(t *testing.T, url string) <-chan sse.Event {
+	t.Helper()
+	out := make(chan sse.Event, 1024)
+	ctx := t.Context()
+	go func() {
+		last := ""
+		for ctx.Err() == nil {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if last != "" {
+				req.Header.Set("Last-Event-ID", last)
+			}
+			resp, err := plainClient.Do(req)
+			if err != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond): // the reconnection delay
+				}
+				continue
+			}
+			p := sse.NewParser(resp.Body)
+			for {
+				ev, err := p.Next()
+				if err != nil {
+					break
+				}
+				last = ev.ID
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+				}
+			}
+			resp.Body.Close()
+		}
+	}()
+	return out
+}
 
 // openStream GETs url with the given headers and returns the response and
 // a parser over its body. The stream ends with the test.

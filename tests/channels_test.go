@@ -1,0 +1,226 @@
+package tests
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sselab/app/hub/redistest"
+	"sselab/app/sse"
+)
+
+const formType = "application/x-www-form-urlencoded"
+
+func postMessage(t *testing.T, base, msg string, header ...string) (int, string) {
+	t.Helper()
+	code, _, body := do(t, http.MethodPost, base+"/chat/post", url.Values{"message": {msg}}.Encode(),
+		append([]string{"Content-Type", formType}, header...)...)
+	return code, body
+}
+
+// nextOfType reads events until one of the type arrives.
+func nextOfType(t *testing.T, p *sse.Parser, typ string, within time.Duration) sse.Event {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ev := next(t, p, time.Until(deadline))
+		if ev.Type == typ {
+			return ev
+		}
+	}
+}
+
+func TestVisitsReachEverySubscriber(t *testing.T) {
+	s := startServer(t)
+	const n = 25
+	parsers := make([]*sse.Parser, n)
+	for i := range parsers {
+		_, parsers[i] = openStream(t, s.URL+"/visits/subscribe")
+		nextOfType(t, parsers[i], "welcome", 5*time.Second)
+	}
+	code, _, _ := do(t, http.MethodGet, s.URL+"/visits/", "")
+	if code != http.StatusOK {
+		t.Fatalf("GET /visits/: %d", code)
+	}
+	visit := regexp.MustCompile(`^New visit from 127\.0\.0\.1 at \d\d:\d\d:\d\d!$`)
+	for i, p := range parsers {
+		ev := nextOfType(t, p, "visit", 5*time.Second)
+		if !visit.MatchString(ev.Data) || ev.ID == "" {
+			t.Errorf("subscriber %d: got %+v", i, ev)
+		}
+	}
+}
+
+var chatLine = regexp.MustCompile(`^\[\d\d:\d\d:\d\d\] (\S+): (?s)(.*)$`)
+
+func TestChatEndToEnd(t *testing.T) {
+	s := startServer(t)
+	_, p := openStream(t, s.URL+"/chat/stream")
+	for _, msg := range []string{"one", "two\nlines", "<img src=x onerror=alert(1)>"} {
+		if code, body := postMessage(t, s.URL, msg); code != http.StatusNoContent {
+			t.Fatalf("post %q: %d %q", msg, code, body)
+		}
+	}
+	var evs []sse.Event
+	for i := 0; i < 3; i++ {
+		ev := next(t, p, 5*time.Second)
+		m := chatLine.FindStringSubmatch(ev.Data)
+		if m == nil || m[1] != "anonymous" {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+		evs = append(evs, ev)
+	}
+	if m := chatLine.FindStringSubmatch(evs[1].Data); m[2] != "two\nlines" {
+		t.Errorf("multi-line message: got %q", m[2])
+	}
+	for _, tt := range []struct {
+		msg  string
+		code int
+	}{{"", 400}, {"   ", 400}, {strings.Repeat("x", 4097), 413}} {
+		if code, body := postMessage(t, s.URL, tt.msg); code != tt.code || !strings.HasPrefix(body, "message ") {
+			t.Errorf("post %d bytes: got %d %q, want %d with a reason", len(tt.msg), code, body, tt.code)
+		}
+	}
+	// Replay by header and by query parameter.
+	_, byHeader := openStream(t, s.URL+"/chat/stream", "Last-Event-ID", evs[0].ID)
+	_, byQuery := openStream(t, s.URL+"/chat/stream?lastEventId="+url.QueryEscape(evs[1].ID))
+	if got := next(t, byHeader, 5*time.Second); got.ID != evs[1].ID {
+		t.Errorf("Last-Event-ID header: first event %+v, want %s", got, evs[1].ID)
+	}
+	if got := next(t, byHeader, 5*time.Second); got.ID != evs[2].ID {
+		t.Errorf("Last-Event-ID header: second event %+v, want %s", got, evs[2].ID)
+	}
+	if got := next(t, byQuery, 5*time.Second); got.ID != evs[2].ID {
+		t.Errorf("lastEventId query: first event %+v, want %s", got, evs[2].ID)
+	}
+}
+
+// A subscriber whose socket is never read does not delay a normal one; it
+// is disconnected once its queue is full, and its handler ends.
+func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
+	s := startServer(t)
+	host := strings.TrimPrefix(s.URL, "http://")
+	slow, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(slow, "GET /chat/stream HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+	eventually(t, 5*time.Second, "the slow stream is open", func() bool {
+		return metric(t, s.URL, `sselab_open_streams{route="/chat/stream"}`) == 1
+	})
+	events := follow(t, s.URL+"/chat/stream")
+
+	msg := strings.Repeat("x", 4096)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	received := make(chan int, 1)
+	go func() {
+		defer wg.Done()
+		seen := map[string]bool{}
+		for len(seen) < 200 {
+			select {
+			case ev := <-events:
+				seen[ev.ID] = true
+			case <-t.Context().Done():
+				return
+			}
+		}
+		received <- len(seen)
+	}()
+	for i := 0; i < 200; i++ {
+		if code, body := postMessage(t, s.URL, msg); code != http.StatusNoContent {
+			t.Fatalf("post %d: %d %q", i, code, body)
+		}
+	}
+	select {
+	case <-received:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the normal subscriber did not get 200 messages within 20s")
+	}
+	wg.Wait()
+	// Keep publishing until the kernel buffers of the unread socket are
+	// full and the server gives up on it (bounded: at most 40 MiB).
+	for i := 0; i < 10000 && metric(t, s.URL, "sselab_slow_subscribers_dropped_total") == 0; i++ {
+		postMessage(t, s.URL, msg)
+	}
+	if metric(t, s.URL, "sselab_slow_subscribers_dropped_total") < 1 {
+		t.Fatal("the unread subscriber was never dropped")
+	}
+	// Its handler ends although its client never reads: the write blocked
+	// on the full socket is cut by the deadline.
+	eventually(t, 5*time.Second, "the dropped stream's handler ended", func() bool {
+		return metric(t, s.URL, `sselab_open_streams{route="/chat/stream"}`) <= 1
+	})
+}
+
+// Two sselab processes on one Redis serve one site.
+func TestRedisTwoInstances(t *testing.T) {
+	rs := redistest.Start(t)
+	a := startServer(t, "-redis", rs.URL)
+	b := startServer(t, "-redis", rs.URL, "-keepalive", "200ms")
+
+	_, onB := openStream(t, b.URL+"/chat/stream")
+	for _, m := range []string{"first", "second", "third"} {
+		if code, body := postMessage(t, a.URL, m); code != http.StatusNoContent {
+			t.Fatalf("post on a: %d %q", code, body)
+		}
+	}
+	var evs []sse.Event
+	for i := 0; i < 3; i++ {
+		evs = append(evs, next(t, onB, 5*time.Second))
+	}
+	if !strings.HasSuffix(evs[2].Data, "anonymous: third") {
+		t.Fatalf("on b: got %+v", evs)
+	}
+	// Replay across instances: an id seen on b, resumed on a.
+	_, resumed := openStream(t, a.URL+"/chat/stream", "Last-Event-ID", evs[0].ID)
+	if got := next(t, resumed, 5*time.Second); got.ID != evs[1].ID {
+		t.Errorf("replay on a: got %+v, want %s", got, evs[1].ID)
+	}
+	// A session made on one instance is valid on the other: the key is shared.
+	code, h, _ := do(t, http.MethodPost, a.URL+"/chat/login", "user=ann", "Content-Type", formType)
+	if code != http.StatusSeeOther {
+		t.Fatalf("login on a: %d", code)
+	}
+	cookie := strings.SplitN(h.Get("Set-Cookie"), ";", 2)[0]
+	postMessage(t, b.URL, "hi from ann", "Cookie", cookie)
+	if got := next(t, onB, 5*time.Second); !strings.HasSuffix(got.Data, "ann: hi from ann") {
+		t.Errorf("session across instances: got %q", got.Data)
+	}
+
+	// Redis goes away: publishing answers 503 with a reason, open streams
+	// stay open with keepalives; Redis comes back: everything works again.
+	rs.Stop()
+	if code, body := postMessage(t, a.URL, "lost"); code != http.StatusServiceUnavailable || !strings.Contains(body, "broker is unavailable") {
+		t.Errorf("post while Redis is down: got %d %q, want 503 with a reason", code, body)
+	}
+	keepalive := make(chan struct{}, 1)
+	onB.OnComment = func(string) {
+		select {
+		case keepalive <- struct{}{}:
+		default:
+		}
+	}
+	rs.Restart()
+	eventually(t, 15*time.Second, "publishing after the Redis restart", func() bool {
+		code, _ := postMessage(t, a.URL, "back")
+		return code == http.StatusNoContent
+	})
+	got := next(t, onB, 15*time.Second)
+	if !strings.HasSuffix(got.Data, "anonymous: back") {
+		t.Errorf("after the restart: got %q", got.Data)
+	}
+	select {
+	case <-keepalive:
+	default:
+		t.Error("no keepalive comment reached the open stream while Redis was away")
+	}
+}
