@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -181,5 +182,33 @@ func TestRedisRecovers(t *testing.T) {
 	}
 	if evs := readUntil(t, s, 1, 15*time.Second); evs[0].Data != "after" {
 		t.Errorf("after the restart: got %+v, want after", evs)
+	}
+}
+
+// A channel's XREAD loop ends when its last local subscription closes.
+func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRedis(t, srv.URL, Options{})
+	base := runtime.NumGoroutine()
+	var subs []*Subscription
+	for _, ch := range []string{"a", "b", "c", "a"} {
+		s, err := r.Subscribe(t.Context(), Request{Channels: []string{ch}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	if got := runtime.NumGoroutine(); got < base+3 {
+		t.Fatalf("goroutines: got %d, want at least %d: one loop per channel", got, base+3)
+	}
+	for _, s := range subs {
+		s.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines: %d, want back to %d after every subscription closed", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
