@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"sselab/app/tokens"
 	"sselab/assets"
 	"sselab/handlers"
 	"sselab/views"
@@ -27,6 +28,7 @@ type handlerSet struct {
 	gen   *handlers.Generator
 	vis   *handlers.Visits
 	chat  *handlers.Chat
+	tok   *handlers.Tokens
 	ops   http.Handler // /metrics
 	table *[]route
 }
@@ -43,6 +45,7 @@ func newHandlers(d Deps) *handlerSet {
 		gen:  handlers.NewGenerator(d.Metrics),
 		vis:  handlers.NewVisits(d.Broker, d.Metrics, d.Config.Keepalive),
 		chat: handlers.NewChat(d.Broker, d.Metrics, d.Config.Keepalive, d.SessionKey),
+		tok:  handlers.NewTokens(d.Broker, d.Metrics, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs)),
 		ops:  d.Metrics.Handler(),
 	}
 	h.table = new([]route)
@@ -82,6 +85,14 @@ func routes(h *handlerSet) []route {
 		{methods: get, path: "/chat/stream", handler: h.chat.Stream, stream: true,
 			doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
 			curl: "curl -N {base}/chat/stream"},
+
+		{methods: get, path: "/tokens/", handler: h.tok.Page, doc: "Token streams page (the Tornado eventsource seed).", curl: "curl {base}/tokens/"},
+		{methods: get, path: "/tokens/:token/poll", handler: h.tok.Poll, stream: true,
+			doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
+			curl: "curl -N {base}/tokens/demo/poll"},
+		{methods: post, path: "/tokens/:token/:action", handler: h.tok.Act,
+			doc:  "Post ping, close or retry (body, or form field data) to every listener; answers how many were reached.",
+			curl: "curl -d 42 {base}/tokens/demo/ping"},
 
 		{methods: get, path: "/healthz", handler: h.site.Health, doc: "200 ok while the server runs.", curl: "curl {base}/healthz"},
 		{methods: get, path: "/metrics", handler: echo.WrapHandler(h.ops), doc: "Prometheus metrics: open streams, events sent, requests.", curl: "curl {base}/metrics"},

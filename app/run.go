@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"sselab/app/cli"
 	"sselab/app/hub"
 	"sselab/app/metrics"
 	"sselab/app/timefeed"
@@ -27,8 +28,18 @@ import (
 const ShutdownTimeout = 4 * time.Second
 
 const usage = `usage:
-  sselab [serve] [flags]        serve the site (sselab serve -h lists the flags)
+  sselab [serve] [flags]                                   serve the site (sselab serve -h lists the flags)
+  sselab client [-H host] [-P port] [-r ms] [-d] TOKEN     follow a token's stream, print its events
+  sselab request [-H host] [-P port] [-j] TOKEN ACTION [DATA]   post ping, close or retry to a token
 `
+
+// quiet treats -h as success: the usage was printed.
+func quiet(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
 
 // Run runs one sselab command until ctx ends. main only calls this, so
 // tests run the real program in-process.
@@ -40,6 +51,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, getenv, stdout, stderr)
+	case "client":
+		return quiet(cli.Client(ctx, args, stdout, stderr))
+	case "request":
+		return quiet(cli.Request(ctx, args, stdout, stderr))
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

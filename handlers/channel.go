@@ -52,7 +52,9 @@ func serveChannel(c echo.Context, m *metrics.Metrics, b subscriber, r hub.Reques
 	cut := make(chan struct{})
 	stop := context.AfterFunc(sub.Context(), func() {
 		defer close(cut)
-		s.SetWriteDeadline(time.Now())
+		if errors.Is(context.Cause(sub.Context()), hub.ErrDropped) {
+			s.SetWriteDeadline(time.Now())
+		}
 	})
 	defer func() {
 		if !stop() {
@@ -63,6 +65,9 @@ func serveChannel(c echo.Context, m *metrics.Metrics, b subscriber, r hub.Reques
 	var buf []byte
 	return sse.Loop(ctx, s.Stream, keepalive, sub.Ready, func() (bool, error) {
 		buf, err = sub.Next(buf[:0])
+		if errors.Is(err, hub.ErrFinal) {
+			return true, s.Write(buf) // the publisher's last event, then the end
+		}
 		if err != nil {
 			return true, nil // dropped or closed: end the response
 		}

@@ -29,6 +29,8 @@ var demos = []views.Demo{
 		Lesson: "Channels, a publish that is a function of each subscriber, initial data and a subscriber list. Every event has an id in a bounded history, so a reconnect replays what it missed, and a slow subscriber is cut off instead of slowing the rest."},
 	{Title: "Chat", Href: "/chat/", Seed: "Flask chat over Redis pub/sub",
 		Lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them."},
+	{Title: "Token streams", Href: "/tokens/", Seed: "Tornado eventsource library",
+		Lesson: "Streams addressed by a token; other clients post ping, close and retry to them. Keepalive comments, ids, JSON events, and the command-line listener and request tools."},
 }
 
 // Home lists the demos and every route with a curl command.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,4 +206,29 @@ func TestBrowserVisits(t *testing.T) {
 	if !visitsOf(visitor, `.some(li => li.textContent.endsWith("! (you)"))`) {
 		t.Error("the visitor does not see its own visit marked (you)")
 	}
+}
+
+// The token page watches a token, posts ping from its buttons, and closes
+// its EventSource on a close event, as the seed's client exited.
+func TestBrowserTokens(t *testing.T) {
+	tab := browser(t)
+	s := startServer(t, "-i")
+	navigate(t, tab, s.URL+"/tokens/")
+	eventually(t, 10*time.Second, "watching the demo token", func() bool { return text(t, tab, "ready-state") == "OPEN" })
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`[data-testid=post-ping]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the ping shown", func() bool {
+		return evalBool(t, tab, `[...document.querySelectorAll("[data-testid=events] li")].some(li => /^ping #\d+: 42$/.test(li.textContent))`)
+	})
+	if got := text(t, tab, "answer"); got != "200 2 listeners reached" {
+		t.Errorf("answer: got %q, want 200 and two listeners (EventSource and wire panel)", got)
+	}
+	if !strings.Contains(text(t, tab, "commands"), "sselab request -H 127.0.0.1 -P ") {
+		t.Errorf("commands: %q", text(t, tab, "commands"))
+	}
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`[data-testid=post-close]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "readyState CLOSED after close", func() bool { return text(t, tab, "ready-state") == "CLOSED" })
 }

@@ -91,6 +91,13 @@ func startServer(t *testing.T, args ...string) *server {
 	return startServerEnv(t, nil, args...)
 }
 
+// startServerAt runs the server on a given address, such as the one a
+// stopped server had.
+func startServerAt(t *testing.T, addr string, args ...string) *server {
+	t.Helper()
+	return startServerEnv(t, nil, append(args, "-addr", addr)...)
+}
+
 func startServerEnv(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -43,7 +43,7 @@ func Layout(title string) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, " · sselab</title><link rel=\"stylesheet\" href=\"/assets/style.css\"><script src=\"/assets/sselab.js\"></script></head><body><header class=\"top\"><a class=\"brand\" href=\"/\">sselab</a><nav><a href=\"/time/\">Time feed</a> <a href=\"/eventsource/page\">Generator</a> <a href=\"/visits/\">Visits</a> <a href=\"/chat/\">Chat</a></nav></header><main>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, " · sselab</title><link rel=\"stylesheet\" href=\"/assets/style.css\"><script src=\"/assets/sselab.js\"></script></head><body><header class=\"top\"><a class=\"brand\" href=\"/\">sselab</a><nav><a href=\"/time/\">Time feed</a> <a href=\"/eventsource/page\">Generator</a> <a href=\"/visits/\">Visits</a> <a href=\"/chat/\">Chat</a> <a href=\"/tokens/\">Tokens</a></nav></header><main>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -89,7 +89,7 @@ func StreamPanel(url string) templ.Component {
 		var templ_7745c5c3_Var4 string
 		templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(url)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/layout.templ`, Line: 50, Col: 39}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/layout.templ`, Line: 51, Col: 39}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 		if templ_7745c5c3_Err != nil {

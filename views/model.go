@@ -43,3 +43,10 @@ type ChatVM struct {
 	User       string
 	MaxMessage int
 }
+
+// TokensVM is the token streams page.
+type TokensVM struct {
+	Actions []string
+	JSON    bool // data must be JSON (serve -j)
+	IDs     bool // events carry ids (serve -i)
+}

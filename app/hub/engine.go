@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"sselab/app/sse"
 )
 
 // entry is one event in a channel's log. A plain event is encoded once,
@@ -15,11 +13,11 @@ import (
 // (fn set) is encoded per subscriber.
 type entry struct {
 	key   key
-	id    string
+	id    string // the id on the wire; may differ from the key's (Message.ID)
 	frame []byte // the encoded event; nil for a personal event
-	typ   string
+	msg   Message
 	fn    Func
-	arg   string
+	final bool
 }
 
 // channel is a bounded log: ring holds the entries with positions
@@ -40,6 +38,17 @@ func (ch *channel) oldest() uint64 {
 }
 
 func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%uint64(len(ch.ring))] }
+
+// findID returns the position of the entry whose wire id is id: a
+// publisher's own ids (Message.ID) are found this way.
+func (ch *channel) findID(id string) (uint64, bool) {
+	for pos := ch.head; pos > ch.oldest(); pos-- {
+		if ch.at(pos-1).id == id {
+			return pos - 1, true
+		}
+	}
+	return 0, false
+}
 
 // find returns the position of the entry with key k, if still held.
 func (ch *channel) find(k key) (uint64, bool) {
@@ -93,11 +102,12 @@ func (e *engine) channel(name string) *channel {
 // Subscribers more than a queue behind are dropped here, so the publisher
 // never waits for any of them.
 func (e *engine) append(name, id string, k key, m Message) {
-	en := entry{key: k, id: id, typ: m.Type}
+	ev := m.event(id)
+	en := entry{key: k, id: ev.ID, msg: m, final: m.Final}
 	if f := e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
-		en.fn, en.arg = f, m.Data
+		en.fn = f
 	} else {
-		en.frame = sse.Event{Type: m.Type, Data: m.Data, ID: id}.AppendTo(nil)
+		en.frame = ev.AppendTo(nil)
 	}
 	ch := e.channel(name)
 	ch.mu.Lock()
@@ -231,6 +241,16 @@ func (e *engine) close() {
 	}
 }
 
+// appendTo encodes the entry for one subscriber.
+func (en *entry) appendTo(buf []byte, props Props) []byte {
+	if en.fn == nil {
+		return append(buf, en.frame...)
+	}
+	ev := en.fn(props, en.msg.Data)
+	ev.ID = en.id
+	return ev.AppendTo(buf)
+}
+
 // Subscription is one subscriber's cursor into its channels.
 type Subscription struct {
 	id      string
@@ -247,6 +267,7 @@ type Subscription struct {
 
 	initial []byte   // initial events, sent first
 	replay  [][]byte // events fetched from a store before going live (Redis)
+	final   bool     // the replay ends with a Final event
 	skip    []key    // per channel: live entries up to this key were replayed already
 	onClose func()   // the broker's own clean-up
 }
@@ -291,6 +312,11 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 	}
 	delivered := len(s.replay)
 	s.replay = nil
+	if s.final {
+		s.engine.opts.Observer.Delivered(delivered)
+		s.drop(ErrFinal)
+		return buf, ErrFinal
+	}
 	for i, ch := range s.chans {
 		ch.mu.RLock()
 		pos, head := s.cursors[i].Load(), ch.head
@@ -304,14 +330,15 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 			if s.skip != nil && !s.skip[i].less(en.key) {
 				continue // replayed from the store already
 			}
-			if en.fn != nil {
-				ev := en.fn(s.props, en.arg)
-				ev.ID = en.id
-				buf = ev.AppendTo(buf)
-			} else {
-				buf = append(buf, en.frame...)
-			}
+			buf = en.appendTo(buf, s.props)
 			delivered++
+			if en.final {
+				s.cursors[i].Store(pos + 1)
+				ch.mu.RUnlock()
+				s.engine.opts.Observer.Delivered(delivered)
+				s.drop(ErrFinal)
+				return buf, ErrFinal
+			}
 		}
 		s.cursors[i].Store(pos)
 		ch.mu.RUnlock()

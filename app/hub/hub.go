@@ -16,6 +16,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"time"
 
 	"sselab/app/sse"
 )
@@ -30,7 +31,39 @@ type Message struct {
 	Type string
 	Data string
 	Func string
+
+	// ID replaces the broker's id on the wire, such as a timestamp chosen by
+	// the publisher; replay finds it in the history too. NoID sends no id
+	// line at all.
+	ID   string
+	NoID bool
+	// Retry sends a retry: field. A message with only a retry (no Type, no
+	// Data) is a control block: it sets the client's reconnection delay and
+	// dispatches no event.
+	Retry    time.Duration
+	HasRetry bool
+	// Final ends the stream of every subscriber after this event, as the
+	// seed's close action did.
+	Final bool
 }
+
+// event is the message as the wire shows it, with the broker's id.
+func (m Message) event(brokerID string) sse.Event {
+	ev := sse.Event{Type: m.Type, Data: m.Data, Retry: m.Retry, HasRetry: m.HasRetry}
+	if m.control() {
+		return ev // a control block carries no id: it is not an event
+	}
+	switch {
+	case m.NoID:
+	case m.ID != "":
+		ev.ID = m.ID
+	default:
+		ev.ID = brokerID
+	}
+	return ev
+}
+
+func (m Message) control() bool { return m.HasRetry && m.Type == "" && m.Data == "" && m.Func == "" }
 
 // Func makes one subscriber's event from a published argument: the seed's
 // publish(callable). Functions are registered by name, so a message that
@@ -84,6 +117,10 @@ type Observer interface {
 // ErrDropped ends a subscription that fell too far behind. Its client
 // reconnects and catches up from the history by Last-Event-ID.
 var ErrDropped = errors.New("hub: subscriber dropped: it fell too far behind")
+
+// ErrFinal is returned by Next, with the final event in the buffer, when a
+// Final message ended the stream.
+var ErrFinal = errors.New("hub: the stream was ended by its publisher")
 
 // ErrClosed ends subscriptions when the broker closes.
 var ErrClosed = errors.New("hub: closed")

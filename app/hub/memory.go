@@ -48,8 +48,8 @@ func (m *Memory) Subscribe(ctx context.Context, r Request) (*Subscription, error
 // events, else live.
 func replayStart(e *engine, r Request) func(*channel) uint64 {
 	if r.LastID != "" {
-		k, ok := parseKey(r.LastID)
-		if !ok || !e.holds(r.Channels, k) {
+		k, ok := e.keyOf(r.Channels, r.LastID)
+		if !ok {
 			return nil // an id no longer in the history replays nothing
 		}
 		return func(ch *channel) uint64 { return ch.after(k) }
@@ -62,18 +62,31 @@ func replayStart(e *engine, r Request) func(*channel) uint64 {
 	return nil
 }
 
-// holds reports whether any of the channels still has the event with key k.
-func (e *engine) holds(channels []string, k key) bool {
+// keyOf finds the event with wire id id in the channels' history and
+// returns its key: a broker id directly, a publisher's own id by a scan of
+// the (bounded) history.
+func (e *engine) keyOf(channels []string, id string) (key, bool) {
 	for _, name := range channels {
 		ch := e.channel(name)
 		ch.mu.RLock()
-		_, found := ch.find(k)
+		pos, found := uint64(0), false
+		if k, ok := parseKey(id); ok {
+			pos, found = ch.find(k)
+			found = found && ch.at(pos).id == id
+		}
+		if !found {
+			pos, found = ch.findID(id)
+		}
+		var k key
+		if found {
+			k = ch.at(pos).key
+		}
 		ch.mu.RUnlock()
 		if found {
-			return true
+			return k, true
 		}
 	}
-	return false
+	return key{}, false
 }
 
 // Subscribers lists the subscribers of any of the channels.

@@ -348,3 +348,92 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 		t.Errorf("subscribing after Close: got %v, want ErrClosed", err)
 	}
 }
+
+func TestMessageOptions(t *testing.T) {
+	for _, tb := range brokers(t) {
+		t.Run(tb.name, func(t *testing.T) {
+			b := tb.b
+			ch := "opts-" + tb.name
+			s, err := b.Subscribe(t.Context(), Request{Channels: []string{ch}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for _, m := range []Message{
+				{Type: "ping", Data: "own id", ID: "t-100"},
+				{Type: "ping", Data: "no id", NoID: true},
+				{Retry: 1500 * time.Millisecond, HasRetry: true},
+				{Type: "ping", Data: "plain"},
+				{Type: "close", Data: "bye", Final: true},
+				{Type: "ping", Data: "after the end"},
+			} {
+				if err := b.Publish(t.Context(), []string{ch}, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var raw []byte
+			deadline := time.After(5 * time.Second)
+			for {
+				select {
+				case <-s.Ready():
+				case <-deadline:
+					t.Fatalf("no final event; got %q", raw)
+				}
+				var err error
+				raw, err = s.Next(raw)
+				if errors.Is(err, ErrFinal) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := "event: ping\nid: t-100\ndata: own id\n\n" +
+				"event: ping\ndata: no id\n\n" +
+				"retry: 1500\n\n"
+			if got := string(raw); len(got) < len(want) || got[:len(want)] != want {
+				t.Fatalf("got %q, want it to start %q", got, want)
+			}
+			evs := parseFrames(t, raw)
+			if n := len(evs); n != 4 || evs[3].Type != "close" || evs[2].Data != "plain" || evs[2].ID == "" {
+				t.Fatalf("got %+v, want ping, ping, plain with an id, close, and nothing after", evs)
+			}
+			if _, err := s.Next(nil); !errors.Is(err, ErrFinal) {
+				t.Errorf("after the final event: got %v, want ErrFinal", err)
+			}
+
+			// Replay finds a publisher's own id, and stops at the final event.
+			r, err := b.Subscribe(t.Context(), Request{Channels: []string{ch}, LastID: "t-100"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			buf, err := r.Next(nil)
+			if !errors.Is(err, ErrFinal) {
+				t.Fatalf("replay: got %v, want it to end at the final event", err)
+			}
+			if evs := parseFrames(t, buf); len(evs) != 3 || evs[0].Data != "no id" || evs[2].Type != "close" {
+				t.Errorf("replay after t-100: got %+v", evs)
+			}
+		})
+	}
+}
+
+type namedBroker struct {
+	name string
+	b    Broker
+}
+
+// brokers returns a memory broker and, when redis-server is available, a
+// Redis one, for tests that both must pass.
+func brokers(t *testing.T) []namedBroker {
+	t.Helper()
+	m := NewMemory(Options{})
+	t.Cleanup(func() { m.Close() })
+	out := []namedBroker{{"memory", m}}
+	srv := redistestStart(t)
+	if srv != "" {
+		out = append(out, namedBroker{"redis", newRedis(t, srv, Options{})})
+	}
+	return out
+}

@@ -9,12 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"sselab/app/sse"
 )
 
 // Redis is the broker for several instances: every channel is a Redis
@@ -94,7 +93,7 @@ func (r *Redis) Publish(ctx context.Context, channels []string, m Message) error
 				Stream: streamKey(name),
 				MaxLen: int64(r.e.opts.History),
 				Approx: true,
-				Values: []any{"type", m.Type, "data", m.Data, "func", m.Func},
+				Values: encodeMessage(m),
 			})
 		}
 		return nil
@@ -105,9 +104,35 @@ func (r *Redis) Publish(ctx context.Context, channels []string, m Message) error
 	return nil
 }
 
+// encodeMessage is a message as stream fields; empty fields are left out.
+func encodeMessage(m Message) []any {
+	v := []any{"type", m.Type, "data", m.Data}
+	add := func(k, val string) {
+		if val != "" {
+			v = append(v, k, val)
+		}
+	}
+	add("func", m.Func)
+	add("id", m.ID)
+	if m.NoID {
+		add("noid", "1")
+	}
+	if m.HasRetry {
+		add("retry", strconv.FormatInt(m.Retry.Milliseconds(), 10))
+	}
+	if m.Final {
+		add("final", "1")
+	}
+	return v
+}
+
 func toMessage(v map[string]any) Message {
 	str := func(k string) string { s, _ := v[k].(string); return s }
-	return Message{Type: str("type"), Data: str("data"), Func: str("func")}
+	m := Message{Type: str("type"), Data: str("data"), Func: str("func"), ID: str("id"), NoID: str("noid") == "1", Final: str("final") == "1"}
+	if ms, err := strconv.ParseInt(str("retry"), 10, 64); err == nil {
+		m.Retry, m.HasRetry = time.Duration(ms)*time.Millisecond, true
+	}
+	return m
 }
 
 // Subscribe follows the channels, replays from the streams when asked,
@@ -129,13 +154,13 @@ func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, erro
 	// Registered before the replay is read: whatever the replay misses
 	// arrives live, and what both have is skipped by id.
 	s := r.e.subscribeAt(ctx, req, nil, "-")
-	replay, skip, latest, err := r.replay(ctx, req, s.props)
+	replay, skip, final, latest, err := r.replay(ctx, req, s.props)
 	if err != nil {
 		s.Close()
 		release()
 		return nil, err
 	}
-	s.replay, s.skip = replay, skip
+	s.replay, s.skip, s.final = replay, skip, final
 	if req.Initial != nil {
 		s.initial = nil
 		for _, ev := range req.Initial {
@@ -164,32 +189,33 @@ func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, erro
 
 // replay reads what the subscriber must see before live events: after
 // LastID when a stream still holds it, else the Recent latest. It returns
-// the encoded events, per channel the last key replayed, and the id that
-// initial events carry.
-func (r *Redis) replay(ctx context.Context, req Request, props Props) ([][]byte, []key, string, error) {
-	skip := make([]key, len(req.Channels))
-	var frames [][]byte
+// the encoded events, per channel the last key replayed, whether the
+// replay ends with a Final event, and the id that initial events carry.
+func (r *Redis) replay(ctx context.Context, req Request, props Props) (frames [][]byte, skip []key, final bool, latest string, err error) {
+	skip = make([]key, len(req.Channels))
 	encode := func(i int, msgs []redis.XMessage) {
 		for _, xm := range msgs {
 			k, ok := parseKey(xm.ID)
-			if !ok {
+			if !ok || final {
 				continue
 			}
 			m := toMessage(xm.Values)
-			ev := sse.Event{Type: m.Type, Data: m.Data}
+			en := entry{id: m.event(xm.ID).ID, msg: m, final: m.Final}
 			if f := r.e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
-				ev = f(props, m.Data)
+				en.fn = f
+			} else {
+				en.frame = m.event(xm.ID).AppendTo(nil)
 			}
-			ev.ID = xm.ID
-			frames = append(frames, ev.AppendTo(nil))
+			frames = append(frames, en.appendTo(nil, props))
 			skip[i] = k
+			final = m.Final
 		}
 	}
-	latest := "0"
+	latest = "0"
 	for _, name := range req.Channels {
 		top, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", 1).Result()
 		if err != nil {
-			return nil, nil, "", unavailable(err)
+			return nil, nil, false, "", unavailable(err)
 		}
 		if len(top) > 0 && idLess(latest, top[0].ID) {
 			latest = top[0].ID
@@ -197,43 +223,63 @@ func (r *Redis) replay(ctx context.Context, req Request, props Props) ([][]byte,
 	}
 	switch {
 	case req.LastID != "":
-		last, ok := parseKey(req.LastID)
-		if !ok {
-			return nil, skip, latest, nil
-		}
-		held := false
-		for _, name := range req.Channels {
-			got, err := r.rdb.XRangeN(ctx, streamKey(name), req.LastID, req.LastID, 1).Result()
-			if err != nil {
-				return nil, nil, "", unavailable(err)
-			}
-			held = held || len(got) > 0
+		last, held, err := r.streamID(ctx, req.Channels, req.LastID)
+		if err != nil {
+			return nil, nil, false, "", err
 		}
 		if !held {
-			return nil, skip, latest, nil // an id no longer in the history replays nothing
+			return nil, skip, false, latest, nil // an id no longer in the history replays nothing
 		}
+		k, _ := parseKey(last)
 		for i := range skip {
-			skip[i] = last // the client has everything up to its id
+			skip[i] = k // the client has everything up to its id
 		}
 		for i, name := range req.Channels {
-			msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+req.LastID, "+", int64(r.e.opts.History)).Result()
+			msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.e.opts.History)).Result()
 			if err != nil {
-				return nil, nil, "", unavailable(err)
+				return nil, nil, false, "", unavailable(err)
 			}
 			encode(i, msgs)
 		}
-		return frames, skip, req.LastID, nil
+		return frames, skip, final, req.LastID, nil
 	case req.Recent > 0:
 		for i, name := range req.Channels {
 			msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
 			if err != nil {
-				return nil, nil, "", unavailable(err)
+				return nil, nil, false, "", unavailable(err)
 			}
 			slices.Reverse(msgs)
 			encode(i, msgs)
 		}
 	}
-	return frames, skip, latest, nil
+	return frames, skip, final, latest, nil
+}
+
+// streamID finds the stream id of the event a client last saw: a stream
+// id itself, or a publisher's own id (Message.ID) found by a scan of the
+// bounded history.
+func (r *Redis) streamID(ctx context.Context, channels []string, id string) (string, bool, error) {
+	for _, name := range channels {
+		if _, ok := parseKey(id); ok {
+			got, err := r.rdb.XRangeN(ctx, streamKey(name), id, id, 1).Result()
+			if err != nil {
+				return "", false, unavailable(err)
+			}
+			if len(got) > 0 && toMessage(got[0].Values).ID == "" {
+				return id, true, nil
+			}
+		}
+		msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(r.e.opts.History)).Result()
+		if err != nil {
+			return "", false, unavailable(err)
+		}
+		for _, xm := range msgs {
+			if toMessage(xm.Values).ID == id {
+				return xm.ID, true, nil
+			}
+		}
+	}
+	return "", false, nil
 }
 
 // follow makes sure one XREAD loop runs for the channel in this process.

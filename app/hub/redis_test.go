@@ -212,3 +212,7 @@ func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
+
+func redistestStart(t *testing.T) string {
+	return redistest.Start(t).URL
+}
