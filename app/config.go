@@ -23,6 +23,7 @@ type Config struct {
 	JSON       bool          // token data must be JSON
 	IDs        bool          // token events carry ids
 	Debug      bool          // debug logging
+	Pprof      string        // address of the pprof listener; empty: none
 }
 
 // DefaultConfig is the configuration with no flags.
@@ -76,6 +77,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.BoolVar(&cfg.IDs, "id", false, "token events carry ids")
 	fs.BoolVar(&cfg.IDs, "i", false, "same as -id")
 	fs.BoolVar(&cfg.Debug, "d", false, "debug logging")
+	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof on this address, e.g. localhost:6060 (keep it off public interfaces)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -91,22 +92,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	stopping, stop := context.WithCancel(context.Background())
 	defer stop()
-	e := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key, Stopping: stopping})
+	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler: e,
+		Handler: site,
 		// No WriteTimeout: it would cut every stream off after that time.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// Every request's context derives from this one, and Shutdown
+		// cancels it once the listeners are closed (RegisterOnShutdown):
+		// every stream loop returns, its response is finished rather than
+		// reset, its connection goes idle and Shutdown completes. It costs
+		// nothing per request, unlike a context derived for each stream.
+		BaseContext: func(net.Listener) context.Context { return stopping },
 	}
-	// Shutdown closes the listeners, then calls this: every stream ends and
-	// its response is finished, so its connection goes idle and closes.
 	srv.RegisterOnShutdown(stop)
+
+	if cfg.Pprof != "" {
+		stopPprof, err := servePprof(cfg.Pprof, logger)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 
 	fmt.Fprintf(stdout, "sselab listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
@@ -155,4 +168,23 @@ func sessionKey(ctx context.Context, cfg Config, b hub.Broker) ([]byte, error) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	return key, nil
+}
+
+// servePprof serves the runtime profiles on their own listener, apart from
+// the site, so that they are never exposed where the site is.
+func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	logger.Info("pprof listening", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { srv.Close() }, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -27,16 +28,41 @@ type Deps struct {
 	// SessionKey signs the chat's session cookies; instances serving one
 	// site must share it.
 	SessionKey []byte
-	Stopping   context.Context // done when the server shuts down: every stream ends
 }
 
-// NewServer builds the Echo server: middleware, error handler, routes.
-func NewServer(d Deps) *echo.Echo {
+// NewServer builds the site: the Echo server with its middleware, error
+// handler and routes, behind the cross-origin check.
+//
+// Middleware is per route, not global: page routes get recovery, a body
+// limit, request logging and gzip; stream routes get one middleware that
+// does what streams need. A stream's goroutine blocks for as long as the
+// stream lives with every middleware frame on its stack, so fewer frames is
+// less memory per open stream; and gzip, which would rewrite a stream with
+// Content-Encoding (and hold events back where Flush is not passed
+// through), never sees a stream.
+func NewServer(d Deps) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	// The client address is the connection's: X-Forwarded-For is trusted
 	// only behind a proxy you run, so a template starts without it.
 	e.IPExtractor = echo.ExtractIPDirect()
+
+	h := newHandlers(d)
+	e.HTTPErrorHandler = errorHandler(d.Logger, d.Metrics, h.site.NotFound)
+	pages := []echo.MiddlewareFunc{
+		middleware.Recover(),
+		middleware.BodyLimit("64K"), // the chat's 4096-byte message is checked with its own reason
+		requestLogger(d.Logger, d.Metrics),
+		middleware.Gzip(),
+	}
+	streams := &streamLimit{max: int64(d.Config.MaxStreams), m: d.Metrics, log: d.Logger}
+	for _, r := range routes(h) {
+		if r.stream {
+			e.Match(r.methods, r.path, r.handler, streams.middleware)
+		} else {
+			e.Match(r.methods, r.path, r.handler, pages...)
+		}
+	}
 
 	// Refuse cross-origin POSTs (by Sec-Fetch-Site, else Origin vs Host).
 	// Requests with neither header, such as curl's, pass.
@@ -44,48 +70,37 @@ func NewServer(d Deps) *echo.Echo {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-origin request refused: this site accepts state-changing requests only from its own pages", http.StatusForbidden)
 	}))
-	e.Pre(echo.WrapMiddleware(cop.Handler))
-
-	h := newHandlers(d)
-	e.HTTPErrorHandler = errorHandler(d.Logger, h.site.NotFound)
-	rs := routes(h)
-	streamPaths := map[string]bool{}
-	for _, r := range rs {
-		if r.stream {
-			streamPaths[r.path] = true
-		}
-	}
-	e.Use(middleware.Recover())
-	e.Use(middleware.BodyLimit("64K")) // the chat's 4096-byte message is checked with its own reason
-	e.Use(requestLogger(d.Logger, d.Metrics))
-	// Gzip would rewrite a stream with Content-Encoding and, in stacks that
-	// do not pass Flush through, hold every event back: streams skip it.
-	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
-		Skipper: func(c echo.Context) bool { return streamPaths[c.Path()] },
-	}))
-
-	limit := &streamLimit{max: int64(d.Config.MaxStreams), m: d.Metrics, stopping: d.Stopping}
-	for _, r := range rs {
-		var mw []echo.MiddlewareFunc
-		if r.stream {
-			mw = append(mw, limit.middleware)
-		}
-		e.Match(r.methods, r.path, r.handler, mw...)
-	}
-	return e
+	return cop.Handler(e)
 }
 
-// streamLimit caps open streams, counts them by route, and ends them all
-// when the server stops.
+// streamLimit caps open streams and counts them by route.
 type streamLimit struct {
-	open     atomic.Int64
-	max      int64
-	m        *metrics.Metrics
-	stopping context.Context
+	open atomic.Int64
+	max  int64
+	m    *metrics.Metrics
+	log  *slog.Logger
 }
 
+// middleware is all a stream route has: the cap, the gauge, and, when the
+// stream ends, the log line, the request count and recovery from a panic.
+// Streams end on shutdown because every request's context comes from the
+// server's base context, which Run cancels (see run.go).
 func (l *streamLimit) middleware(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
+	return func(c echo.Context) (err error) {
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic in a stream handler: %v", p)
+			}
+			if err != nil {
+				c.Error(err)
+			}
+			status := c.Response().Status
+			l.m.Requests.WithLabelValues(c.Path(), strconv.Itoa(status)).Inc()
+			l.log.LogAttrs(context.Background(), slog.LevelInfo, "stream",
+				slog.String("method", c.Request().Method), slog.String("uri", c.Request().RequestURI),
+				slog.Int("status", status), slog.Duration("latency", time.Since(start)))
+		}()
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
 			c.Response().Header().Set("Retry-After", "5")
@@ -96,14 +111,6 @@ func (l *streamLimit) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		g := l.m.OpenStreams.WithLabelValues(c.Path())
 		g.Inc()
 		defer g.Dec()
-
-		// The request's context ends when the client leaves; make it end
-		// when the server stops too, so every stream loop returns and its
-		// response is terminated properly instead of being reset.
-		ctx, cancel := context.WithCancel(c.Request().Context())
-		defer cancel()
-		defer context.AfterFunc(l.stopping, cancel)()
-		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
 	}
 }
@@ -111,8 +118,15 @@ func (l *streamLimit) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 // errorHandler answers errors in plain text naming what was wrong; a path
 // the router does not know gets the 404 page. Once a response has started
 // (mid-stream) nothing can be sent: it only logs.
-func errorHandler(log *slog.Logger, notFound echo.HandlerFunc) func(error, echo.Context) {
+func errorHandler(log *slog.Logger, m *metrics.Metrics, notFound echo.HandlerFunc) func(error, echo.Context) {
 	return func(err error, c echo.Context) {
+		// The router's own 404 and 405 pass no route middleware: log them here.
+		if errors.Is(err, echo.ErrNotFound) || errors.Is(err, echo.ErrMethodNotAllowed) {
+			code := err.(*echo.HTTPError).Code
+			m.Requests.WithLabelValues("unmatched", strconv.Itoa(code)).Inc()
+			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+				slog.String("method", c.Request().Method), slog.String("uri", c.Request().RequestURI), slog.Int("status", code))
+		}
 		if c.Response().Committed {
 			log.Debug("error after the response started", "path", c.Request().URL.Path, "err", err)
 			return

@@ -46,21 +46,14 @@ func serveChannel(c echo.Context, m *metrics.Metrics, b subscriber, r hub.Reques
 		return err
 	}
 	// A dropped subscriber may be blocked writing to a client that stopped
-	// reading: a deadline in the past makes that write fail at once. The
-	// response must not be touched once the handler has returned, so a cut
-	// that has started is waited for.
-	cut := make(chan struct{})
-	stop := context.AfterFunc(sub.Context(), func() {
-		defer close(cut)
-		if errors.Is(context.Cause(sub.Context()), hub.ErrDropped) {
+	// reading: a deadline in the past makes that write fail at once. Close
+	// (deferred above) waits for a cut under way, so the response is never
+	// touched after the handler returns.
+	sub.OnDrop(func(cause error) {
+		if errors.Is(cause, hub.ErrDropped) {
 			s.SetWriteDeadline(time.Now())
 		}
 	})
-	defer func() {
-		if !stop() {
-			<-cut
-		}
-	}()
 
 	var buf []byte
 	return sse.Loop(ctx, s.Stream, keepalive, sub.Ready, func() (bool, error) {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
 	"go.uber.org/goleak"
 
 	"sselab/app"
@@ -25,11 +24,10 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type testServer struct {
-	e    *echo.Echo
+	e    http.Handler
 	feed *timefeed.Feed
 	m    *metrics.Metrics
 	b    *hub.Memory
-	stop context.CancelFunc // ends every stream, as a shutdown does
 }
 
 func newServer(t *testing.T, change ...func(*app.Config)) *testServer {
@@ -38,9 +36,7 @@ func newServer(t *testing.T, change ...func(*app.Config)) *testServer {
 	for _, f := range change {
 		f(&cfg)
 	}
-	stopping, stop := context.WithCancel(context.Background())
-	t.Cleanup(stop)
-	ts := &testServer{feed: new(timefeed.Feed), m: metrics.New(), stop: stop}
+	ts := &testServer{feed: new(timefeed.Feed), m: metrics.New()}
 	ts.b = hub.NewMemory(hub.Options{
 		History: cfg.History, Queue: cfg.Queue, Observer: ts.m,
 		Funcs: map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
@@ -48,7 +44,7 @@ func newServer(t *testing.T, change ...func(*app.Config)) *testServer {
 	t.Cleanup(func() { ts.b.Close() })
 	ts.e = app.NewServer(app.Deps{
 		Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Metrics: ts.m, Feed: ts.feed, Broker: ts.b, SessionKey: []byte("test key of 32 bytes, exactly!!!"), Stopping: stopping,
+		Metrics: ts.m, Feed: ts.feed, Broker: ts.b, SessionKey: []byte("test key of 32 bytes, exactly!!!"),
 	})
 	return ts
 }

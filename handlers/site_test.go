@@ -98,18 +98,6 @@ func TestMaxStreams(t *testing.T) {
 	})
 }
 
-// Stopping the server ends every open stream: its handler returns, so the
-// response is finished rather than reset.
-func TestStopEndsStreams(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ts := newServer(t)
-		_, _, wait := ts.open(t.Context(), "/time/sendTime?mode=stream")
-		synctest.Wait()
-		ts.stop()
-		wait()
-	})
-}
-
 func TestStreamsSkipGzip(t *testing.T) {
 	ts := newServer(t)
 	w := ts.do(http.MethodGet, "/eventsource/event_sender?interval=0&count=2", "", "Accept-Encoding", "gzip")

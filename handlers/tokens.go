@@ -22,7 +22,7 @@ import (
 type tokensBroker interface {
 	publisher
 	subscriber
-	Subscribers(ctx context.Context, channels ...string) ([]hub.Subscriber, error)
+	Count(ctx context.Context, channels ...string) (int, error)
 }
 
 // Tokens serves the Tornado eventsource demo under /tokens/: streams
@@ -98,7 +98,7 @@ func (h *Tokens) Act(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	ch := tokens.Channel(t)
-	listeners, err := h.b.Subscribers(ctx, ch)
+	listeners, err := h.b.Count(ctx, ch)
 	if err != nil {
 		return unavailable(err)
 	}
@@ -106,10 +106,10 @@ func (h *Tokens) Act(c echo.Context) error {
 		return unavailable(err)
 	}
 	noun := "listeners"
-	if len(listeners) == 1 {
+	if listeners == 1 {
 		noun = "listener"
 	}
-	return c.String(http.StatusOK, fmt.Sprintf("%d %s reached\n", len(listeners), noun))
+	return c.String(http.StatusOK, fmt.Sprintf("%d %s reached\n", listeners, noun))
 }
 
 // postedData is the form field data of a form post, else the body.

@@ -27,7 +27,30 @@ type channel struct {
 	mu   sync.RWMutex
 	ring []entry
 	head uint64
-	subs map[*Subscription]int // subscription -> its cursor index
+	// subs changes in place under the write lock: O(1) to add and to
+	// remove, and no garbage when thousands of streams open at once.
+	subs []member
+}
+
+// member is a subscription of a channel, with the index of its cursor.
+type member struct {
+	s *Subscription
+	i int
+}
+
+func (ch *channel) add(s *Subscription, i int) {
+	s.slots[i] = len(ch.subs)
+	ch.subs = append(ch.subs, member{s, i})
+}
+
+// remove swaps the last member into s's place.
+func (ch *channel) remove(s *Subscription, i int) {
+	at, last := s.slots[i], len(ch.subs)-1
+	moved := ch.subs[last]
+	ch.subs[at] = moved
+	moved.s.slots[moved.i] = at
+	ch.subs[last] = member{}
+	ch.subs = ch.subs[:last]
 }
 
 func (ch *channel) oldest() uint64 {
@@ -92,7 +115,7 @@ func (e *engine) channel(name string) *channel {
 	defer e.mu.Unlock()
 	ch := e.channels[name]
 	if ch == nil {
-		ch = &channel{name: name, ring: make([]entry, e.opts.History), subs: map[*Subscription]int{}}
+		ch = &channel{name: name, ring: make([]entry, e.opts.History)}
 		e.channels[name] = ch
 	}
 	return ch
@@ -113,19 +136,26 @@ func (e *engine) append(name, id string, k key, m Message) {
 	ch.mu.Lock()
 	*ch.at(ch.head) = en
 	ch.head++
+	head := ch.head
+	ch.mu.Unlock()
+
+	// Only the read lock from here: subscribers that wake take it too, so
+	// they can read while the rest are being woken.
+	ch.mu.RLock()
+	defer ch.mu.RUnlock()
 	queue := uint64(e.opts.Queue)
-	for s, i := range ch.subs {
+	for _, m := range ch.subs {
+		s := m.s
 		if s.dropped.Load() {
 			continue // its handler is on the way out and will Close it
 		}
-		if ch.head-s.cursors[i].Load() > queue {
+		if head-s.cursors[m.i].Load() > queue {
 			s.drop(ErrDropped)
 			e.opts.Observer.Dropped()
 			continue
 		}
 		s.wake()
 	}
-	ch.mu.Unlock()
 	e.opts.Observer.Published(name)
 }
 
@@ -137,17 +167,18 @@ func (e *engine) subscribe(ctx context.Context, r Request, start func(ch *channe
 
 // subscribeAt is subscribe with the id initial events carry; "" means the
 // latest id of the local logs.
-func (e *engine) subscribeAt(ctx context.Context, r Request, start func(ch *channel) uint64, latest string) *Subscription {
-	sctx, cancel := context.WithCancelCause(ctx)
+func (e *engine) subscribeAt(_ context.Context, r Request, start func(ch *channel) uint64, latest string) *Subscription {
+	n := e.nextSub.Add(1)
 	s := &Subscription{
-		id:      strconv.FormatUint(e.nextSub.Add(1), 10),
+		id:      strconv.FormatUint(n, 10),
+		shard:   n,
 		props:   r.Props,
 		names:   slices.Clone(r.Channels),
 		engine:  e,
 		notify:  make(chan struct{}, 1),
-		ctx:     sctx,
-		cancel:  cancel,
+		done:    make(chan struct{}),
 		cursors: make([]atomic.Uint64, len(r.Channels)),
+		slots:   make([]int, len(r.Channels)),
 	}
 	local := latest == ""
 	for i, name := range r.Channels {
@@ -163,7 +194,7 @@ func (e *engine) subscribeAt(ctx context.Context, r Request, start func(ch *chan
 				latest = id
 			}
 		}
-		ch.subs[s] = i
+		ch.add(s, i)
 		s.chans = append(s.chans, ch)
 		ch.mu.Unlock()
 	}
@@ -198,10 +229,10 @@ func (e *engine) subscribers(channels ...string) []Subscriber {
 	for _, name := range channels {
 		ch := e.channel(name)
 		ch.mu.RLock()
-		for s := range ch.subs {
-			if !seen[s] {
-				seen[s] = true
-				out = append(out, Subscriber{ID: s.id, Channels: slices.Clone(s.names), Props: s.props})
+		for _, m := range ch.subs {
+			if !seen[m.s] {
+				seen[m.s] = true
+				out = append(out, Subscriber{ID: m.s.id, Channels: slices.Clone(m.s.names), Props: m.s.props})
 			}
 		}
 		ch.mu.RUnlock()
@@ -224,6 +255,27 @@ func compareIDs(a, b string) int {
 	return 0
 }
 
+// count is the number of subscriptions of any of the channels, without
+// building the list.
+func (e *engine) count(channels ...string) int {
+	if len(channels) == 1 {
+		ch := e.channel(channels[0])
+		ch.mu.RLock()
+		defer ch.mu.RUnlock()
+		return len(ch.subs)
+	}
+	seen := map[*Subscription]bool{}
+	for _, name := range channels {
+		ch := e.channel(name)
+		ch.mu.RLock()
+		for _, m := range ch.subs {
+			seen[m.s] = true
+		}
+		ch.mu.RUnlock()
+	}
+	return len(seen)
+}
+
 func (e *engine) close() {
 	e.mu.Lock()
 	e.closed = true
@@ -234,8 +286,8 @@ func (e *engine) close() {
 	e.mu.Unlock()
 	for _, ch := range chans {
 		ch.mu.RLock()
-		for s := range ch.subs {
-			s.drop(ErrClosed)
+		for _, m := range ch.subs {
+			m.s.drop(ErrClosed)
 		}
 		ch.mu.RUnlock()
 	}
@@ -254,16 +306,23 @@ func (en *entry) appendTo(buf []byte, props Props) []byte {
 // Subscription is one subscriber's cursor into its channels.
 type Subscription struct {
 	id      string
+	shard   uint64 // spreads counter updates, so subscribers do not contend
 	props   Props
 	names   []string
 	engine  *engine
 	chans   []*channel
 	cursors []atomic.Uint64
+	slots   []int // per channel: the index of this subscription in its subs
 	notify  chan struct{}
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
 	dropped atomic.Bool
 	closed  sync.Once
+
+	// A subscription has no context of its own (one per stream would cost
+	// memory on every open stream); done and cause say how it ended.
+	mu     sync.Mutex
+	done   chan struct{}
+	cause  error
+	onDrop func(cause error)
 
 	initial []byte   // initial events, sent first
 	replay  [][]byte // events fetched from a store before going live (Redis)
@@ -278,9 +337,28 @@ func (s *Subscription) ID() string { return s.id }
 // Ready has a value when Next may have something to send.
 func (s *Subscription) Ready() <-chan struct{} { return s.notify }
 
-// Context ends when the subscription is dropped, closed, or its broker
-// closes; context.Cause says which.
-func (s *Subscription) Context() context.Context { return s.ctx }
+// Done is closed when the subscription ends: dropped, closed, or its
+// broker closed. Err says which.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err is why the subscription ended (ErrDropped, ErrFinal, ErrClosed), or
+// nil while it lasts.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
+}
+
+// OnDrop registers f to run, in the goroutine that ends the subscription,
+// when it ends for any reason but Close. Close waits for a running f and
+// prevents later ones, so f may use what its caller owns until Close
+// returns: a stream handler uses it to cut a write blocked on a client that
+// stopped reading.
+func (s *Subscription) OnDrop(f func(cause error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onDrop = f
+}
 
 func (s *Subscription) wake() {
 	select {
@@ -290,10 +368,17 @@ func (s *Subscription) wake() {
 }
 
 func (s *Subscription) drop(cause error) {
-	if s.dropped.CompareAndSwap(false, true) {
-		s.cancel(cause)
-		s.wake()
+	if !s.dropped.CompareAndSwap(false, true) {
+		return
 	}
+	s.mu.Lock()
+	s.cause = cause
+	close(s.done)
+	if s.onDrop != nil {
+		s.onDrop(cause) // under mu: Close waits for it
+	}
+	s.mu.Unlock()
+	s.wake()
 }
 
 // Next appends every pending event, encoded, to buf: first the initial
@@ -302,7 +387,7 @@ func (s *Subscription) drop(cause error) {
 // client. It returns ErrDropped or ErrClosed when the subscription ended.
 func (s *Subscription) Next(buf []byte) ([]byte, error) {
 	if s.dropped.Load() {
-		return buf, context.Cause(s.ctx)
+		return buf, s.Err()
 	}
 	if s.initial != nil {
 		buf, s.initial = append(buf, s.initial...), nil
@@ -313,7 +398,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 	delivered := len(s.replay)
 	s.replay = nil
 	if s.final {
-		s.engine.opts.Observer.Delivered(delivered)
+		s.engine.opts.Observer.Delivered(s.shard, delivered)
 		s.drop(ErrFinal)
 		return buf, ErrFinal
 	}
@@ -335,7 +420,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 			if en.final {
 				s.cursors[i].Store(pos + 1)
 				ch.mu.RUnlock()
-				s.engine.opts.Observer.Delivered(delivered)
+				s.engine.opts.Observer.Delivered(s.shard, delivered)
 				s.drop(ErrFinal)
 				return buf, ErrFinal
 			}
@@ -344,7 +429,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 		ch.mu.RUnlock()
 	}
 	if delivered > 0 {
-		s.engine.opts.Observer.Delivered(delivered)
+		s.engine.opts.Observer.Delivered(s.shard, delivered)
 	}
 	return buf, nil
 }
@@ -352,13 +437,15 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 // Close ends the subscription and removes it from the subscriber list.
 func (s *Subscription) Close() {
 	s.closed.Do(func() {
-		for _, ch := range s.chans {
+		for i, ch := range s.chans {
 			ch.mu.Lock()
-			delete(ch.subs, s)
+			ch.remove(s, i)
 			ch.mu.Unlock()
 		}
-		s.dropped.Store(true)
-		s.cancel(ErrClosed)
+		s.mu.Lock()
+		s.onDrop = nil
+		s.mu.Unlock()
+		s.drop(ErrClosed)
 		if s.onClose != nil {
 			s.onClose()
 		}

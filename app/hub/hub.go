@@ -102,15 +102,18 @@ type Broker interface {
 	Subscribe(ctx context.Context, r Request) (*Subscription, error)
 	// Subscribers lists the current subscribers of any of the channels.
 	Subscribers(ctx context.Context, channels ...string) ([]Subscriber, error)
+	// Count is how many subscribers the channels have, without the list.
+	Count(ctx context.Context, channels ...string) (int, error)
 	// Close ends every subscription and releases the broker.
 	Close() error
 }
 
 // Observer is told what the hub does, for metrics. Any method may be
-// called from many goroutines.
+// called from many goroutines at once; shard is a hint that lets an
+// implementation spread its counters so that they do not contend.
 type Observer interface {
 	Published(channel string)
-	Delivered(n int)
+	Delivered(shard uint64, n int)
 	Dropped()
 }
 
@@ -155,6 +158,6 @@ func (o Options) withDefaults() Options {
 
 type nopObserver struct{}
 
-func (nopObserver) Published(string) {}
-func (nopObserver) Delivered(int)    {}
-func (nopObserver) Dropped()         {}
+func (nopObserver) Published(string)      {}
+func (nopObserver) Delivered(uint64, int) {}
+func (nopObserver) Dropped()              {}

@@ -94,6 +94,11 @@ func (m *Memory) Subscribers(_ context.Context, channels ...string) ([]Subscribe
 	return m.e.subscribers(channels...), nil
 }
 
+// Count is how many subscribers the channels have.
+func (m *Memory) Count(_ context.Context, channels ...string) (int, error) {
+	return m.e.count(channels...), nil
+}
+
 // Close ends every subscription.
 func (m *Memory) Close() error {
 	m.e.close()

@@ -208,9 +208,9 @@ func TestReplayRules(t *testing.T) {
 
 type countingObserver struct{ published, delivered, dropped atomic.Int64 }
 
-func (o *countingObserver) Published(string) { o.published.Add(1) }
-func (o *countingObserver) Delivered(n int)  { o.delivered.Add(int64(n)) }
-func (o *countingObserver) Dropped()         { o.dropped.Add(1) }
+func (o *countingObserver) Published(string)          { o.published.Add(1) }
+func (o *countingObserver) Delivered(_ uint64, n int) { o.delivered.Add(int64(n)) }
+func (o *countingObserver) Dropped()                  { o.dropped.Add(1) }
 
 // A subscriber that never reads is dropped once its queue is full, and the
 // others receive every event; the publisher is never held up.
@@ -236,11 +236,11 @@ func TestSlowSubscriberDropped(t *testing.T) {
 		t.Errorf("fast subscriber got %d events, want 50", got)
 	}
 	select {
-	case <-slow.Context().Done():
+	case <-slow.Done():
 	default:
 		t.Fatal("the slow subscriber was not dropped")
 	}
-	if cause := context.Cause(slow.Context()); !errors.Is(cause, ErrDropped) {
+	if cause := slow.Err(); !errors.Is(cause, ErrDropped) {
 		t.Errorf("cause: got %v, want ErrDropped", cause)
 	}
 	if _, err := slow.Next(nil); !errors.Is(err, ErrDropped) {
@@ -338,7 +338,7 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 	s, _ := b.Subscribe(t.Context(), Request{Channels: []string{"c"}})
 	defer s.Close()
 	b.Close()
-	<-s.Context().Done()
+	<-s.Done()
 	if _, err := s.Next(nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("got %v, want ErrClosed", err)
 	}

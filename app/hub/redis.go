@@ -426,6 +426,12 @@ func (r *Redis) Subscribers(ctx context.Context, channels ...string) ([]Subscrib
 	return out, nil
 }
 
+// Count is how many subscribers the channels have on every instance.
+func (r *Redis) Count(ctx context.Context, channels ...string) (int, error) {
+	subs, err := r.Subscribers(ctx, channels...)
+	return len(subs), err
+}
+
 // SharedSecret returns a random 32-byte secret that every instance using
 // this Redis shares, made by whichever asks first.
 func (r *Redis) SharedSecret(ctx context.Context, name string) ([]byte, error) {

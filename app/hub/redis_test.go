@@ -161,7 +161,7 @@ func TestRedisRecovers(t *testing.T) {
 		t.Fatalf("publish while Redis is down: got %v, want ErrUnavailable", err)
 	}
 	select {
-	case <-s.Context().Done():
+	case <-s.Done():
 		t.Fatal("the subscription ended while Redis was down; it must stay open")
 	default:
 	}

@@ -6,6 +6,7 @@ package metrics
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,7 +20,7 @@ type Metrics struct {
 	OpenStreams    *prometheus.GaugeVec   // by route
 	EventsSent     *prometheus.CounterVec // by route: events written to streams
 	PublishedTotal *prometheus.CounterVec // by channel kind
-	DeliveredTotal prometheus.Counter     // channel events written to subscribers
+	delivered      shardedCounter         // channel events written to subscribers
 	DroppedTotal   prometheus.Counter     // slow subscribers disconnected
 }
 
@@ -39,14 +40,15 @@ func New() *Metrics {
 		PublishedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sselab_events_published_total", Help: "Events published, by channel kind.",
 		}, []string{"channel"}),
-		DeliveredTotal: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sselab_events_delivered_total", Help: "Channel events written to subscribers.",
-		}),
+
 		DroppedTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sselab_slow_subscribers_dropped_total", Help: "Subscribers disconnected because their queue was full.",
 		}),
 	}
-	m.Registry.MustRegister(m.Requests, m.OpenStreams, m.EventsSent, m.PublishedTotal, m.DeliveredTotal, m.DroppedTotal,
+	delivered := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sselab_events_delivered_total", Help: "Channel events written to subscribers.",
+	}, func() float64 { return float64(m.delivered.sum()) })
+	m.Registry.MustRegister(m.Requests, m.OpenStreams, m.EventsSent, m.PublishedTotal, delivered, m.DroppedTotal,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -64,8 +66,29 @@ func (m *Metrics) Published(channel string) {
 	m.PublishedTotal.WithLabelValues(kind).Inc()
 }
 
-// Delivered counts events written to subscribers.
-func (m *Metrics) Delivered(n int) { m.DeliveredTotal.Add(float64(n)) }
+// Delivered counts events written to subscribers. Every delivery counts,
+// so the counter is sharded: subscribers on different shards never write
+// the same cache line, and a scrape adds the shards up.
+func (m *Metrics) Delivered(shard uint64, n int) { m.delivered.add(shard, uint64(n)) }
+
+// shardedCounter is a counter that many goroutines add to without
+// contending: each adds to its own padded slot.
+type shardedCounter struct {
+	slots [64]struct {
+		n atomic.Uint64
+		_ [56]byte // one slot per 64-byte cache line
+	}
+}
+
+func (c *shardedCounter) add(shard, n uint64) { c.slots[shard%64].n.Add(n) }
+
+func (c *shardedCounter) sum() uint64 {
+	var total uint64
+	for i := range c.slots {
+		total += c.slots[i].n.Load()
+	}
+	return total
+}
 
 // Dropped counts slow subscribers disconnected.
 func (m *Metrics) Dropped() { m.DroppedTotal.Inc() }

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sselab/app/sse"
+)
+
+// target is a server under load.
+type target struct {
+	name string
+	base string // http://127.0.0.1:port
+	pid  int    // 0: unknown, so no RSS or CPU figures
+}
+
+// result is what one run measured.
+type result struct {
+	Name             string        `json:"name"`
+	Streams          int           `json:"streams"`
+	Connected        int           `json:"connected"`
+	ConnectAll       time.Duration `json:"connect_all_ns"`
+	Published        int           `json:"published"`
+	Expected         int64         `json:"expected_deliveries"`
+	Delivered        int64         `json:"delivered"`
+	DeliveredPct     float64       `json:"delivered_pct"`
+	DeliveriesPerSec float64       `json:"deliveries_per_sec"`
+	P50              time.Duration `json:"latency_p50_ns"`
+	P99              time.Duration `json:"latency_p99_ns"`
+	Max              time.Duration `json:"latency_max_ns"`
+	RSSPerStreamKB   float64       `json:"rss_per_stream_kb"`
+	CPUPerDelivery   time.Duration `json:"cpu_per_delivery_ns"`
+	Errors           int64         `json:"errors"`
+	FirstErrors      []string      `json:"first_errors,omitempty"`
+}
+
+// errs counts errors and keeps the first few for the report.
+type errs struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	first []string
+}
+
+func (e *errs) add(err error) {
+	if e.n.Add(1) <= 5 {
+		e.mu.Lock()
+		e.first = append(e.first, err.Error())
+		e.mu.Unlock()
+	}
+}
+
+// listener is one open stream and the latencies it saw.
+type listener struct {
+	conn net.Conn
+	lat  []time.Duration
+}
+
+// runLoad opens the streams, publishes at a fixed rate, waits for the
+// deliveries and measures. Every phase is bounded.
+func runLoad(ctx context.Context, cfg config, t target) (result, error) {
+	r := result{Name: t.name, Streams: cfg.n}
+	var failures errs
+	u, err := url.Parse(t.base)
+	if err != nil {
+		return r, err
+	}
+	rssBefore, _ := rssKB(t.pid)
+
+	// Connect: N streams from many loopback source addresses, so that the
+	// ephemeral port range never limits N.
+	listeners := make([]*listener, cfg.n)
+	var delivered atomic.Int64
+	var lastDelivery atomic.Int64
+	cctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
+	start := time.Now()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.dialers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				l, err := connect(cctx, u.Host, cfg.streamPath, sourceAddr(i, cfg.sources))
+				if err != nil {
+					failures.add(fmt.Errorf("stream %d: %w", i, err))
+					continue
+				}
+				listeners[i] = l
+			}
+		}()
+	}
+	for i := 0; i < cfg.n && cctx.Err() == nil; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	cancel()
+	r.ConnectAll = time.Since(start)
+	live := slices.DeleteFunc(slices.Clone(listeners), func(l *listener) bool { return l == nil })
+	r.Connected = len(live)
+	defer func() {
+		for _, l := range live {
+			l.conn.Close()
+		}
+	}()
+
+	// Memory per idle stream, once the server has settled.
+	if t.pid > 0 {
+		time.Sleep(time.Second)
+		if after, err := rssKB(t.pid); err == nil && r.Connected > 0 {
+			r.RSSPerStreamKB = float64(after-rssBefore) / float64(r.Connected)
+		}
+	}
+
+	// Receive: each stream reads and records the latency of every event.
+	var readers sync.WaitGroup
+	for _, l := range live {
+		l.lat = make([]time.Duration, 0, int(cfg.rate*cfg.duration.Seconds())+8)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			l.read(&delivered, &lastDelivery)
+		}()
+	}
+
+	// Publish: open loop, a fixed rate however slow the server is.
+	cpuBefore, _ := cpuTime(t.pid)
+	pub := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	total := int(cfg.rate * cfg.duration.Seconds())
+	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
+	var posts sync.WaitGroup
+	var published atomic.Int64
+	firstPublish := time.Now()
+	for i := 0; i < total; i++ {
+		select {
+		case <-ctx.Done():
+			tick.Stop()
+			return r, ctx.Err()
+		case <-tick.C:
+		}
+		posts.Add(1)
+		go func() {
+			defer posts.Done()
+			if err := publish(ctx, pub, t.base+cfg.publishPath, cfg.payload); err != nil {
+				failures.add(err)
+				return
+			}
+			published.Add(1)
+		}()
+	}
+	tick.Stop()
+	posts.Wait()
+	r.Published = int(published.Load())
+	r.Expected = int64(r.Published) * int64(r.Connected)
+
+	// Drain: wait for the deliveries still on their way, within a bound.
+	deadline := time.Now().Add(cfg.drain)
+	for delivered.Load() < r.Expected && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling interval of a bounded wait
+	}
+	cpuAfter, _ := cpuTime(t.pid)
+	r.Delivered = delivered.Load()
+	if r.Expected > 0 {
+		r.DeliveredPct = 100 * float64(r.Delivered) / float64(r.Expected)
+	}
+	if last := lastDelivery.Load(); last > 0 {
+		r.DeliveriesPerSec = float64(r.Delivered) / time.Unix(0, last).Sub(firstPublish).Seconds()
+	}
+	if t.pid > 0 && r.Delivered > 0 {
+		r.CPUPerDelivery = (cpuAfter - cpuBefore) / time.Duration(r.Delivered)
+	}
+	for _, l := range live {
+		l.conn.Close()
+	}
+	readers.Wait()
+	var all []time.Duration
+	for _, l := range live {
+		all = append(all, l.lat...)
+	}
+	slices.Sort(all)
+	if n := len(all); n > 0 {
+		r.P50, r.P99, r.Max = all[n/2], all[min(n-1, n*99/100)], all[n-1]
+	}
+	r.Errors = failures.n.Load()
+	r.FirstErrors = failures.first
+	return r, nil
+}
+
+// sourceAddr spreads streams over 127.0.1.1 .. 127.0.1.sources.
+func sourceAddr(i, sources int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%sources))}
+}
+
+// connect opens one stream and reads its response headers.
+func connect(ctx context.Context, host, path string, local *net.TCPAddr) (*listener, error) {
+	d := net.Dialer{LocalAddr: local}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path, host)
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		conn.Close()
+		return nil, fmt.Errorf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	conn.SetDeadline(time.Time{})
+	return &listener{conn: &bodyConn{Conn: conn, body: resp.Body}}, nil
+}
+
+// bodyConn reads the decoded (de-chunked) body of the response.
+type bodyConn struct {
+	net.Conn
+	body io.ReadCloser
+}
+
+func (c *bodyConn) Read(p []byte) (int, error) { return c.body.Read(p) }
+
+// read parses events until the connection closes. Each event's data starts
+// with its send time in Unix nanoseconds.
+func (l *listener) read(delivered, last *atomic.Int64) {
+	p := sse.NewParser(l.conn)
+	for {
+		ev, err := p.Next()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		sent, _, _ := strings.Cut(ev.Data, " ")
+		ns, err := strconv.ParseInt(sent, 10, 64)
+		if err != nil {
+			continue
+		}
+		l.lat = append(l.lat, now.Sub(time.Unix(0, ns)))
+		delivered.Add(1)
+		last.Store(now.UnixNano())
+	}
+}
+
+// publish posts one event carrying its send time, padded to size bytes.
+func publish(ctx context.Context, c *http.Client, url string, size int) error {
+	data := strconv.FormatInt(time.Now().UnixNano(), 10) + " "
+	if pad := size - len(data); pad > 0 {
+		data += strings.Repeat("x", pad)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("publish: " + resp.Status)
+	}
+	return nil
+}
