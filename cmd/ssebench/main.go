@@ -113,19 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		runtime.GOMAXPROCS(1)
 	}
 
-	var sut target
 	if cfg.url != "" {
 		if err := loopbackOnly(ctx, cfg.url); err != nil {
 			return err
 		}
-		sut = target{name: "sselab", base: cfg.url, pid: cfg.pid}
-	} else {
-		p, err := start(ctx, cfg, "sselab", cfg.sselab, "serve", "-max-streams", strconv.Itoa(cfg.n+1000))
-		if err != nil {
-			return err
-		}
-		defer p.stop()
-		sut = p.target
 	}
 	var rounds [][2]result
 	for i := 0; i < cfg.rounds; i++ {
@@ -145,8 +136,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
+		// A fresh server every round, as for the baseline: memory figures
+		// of a process that already grew for earlier rounds mean nothing.
+		sut := target{name: "sselab", base: cfg.url, pid: cfg.pid}
+		var p *proc
+		if cfg.url == "" {
+			var err error
+			if p, err = start(ctx, cfg, "sselab", cfg.sselab, "serve", "-max-streams", strconv.Itoa(cfg.n+1000)); err != nil {
+				return err
+			}
+			sut = p.target
+		}
 		var err error
-		if pair[1], err = runLoad(ctx, cfg, sut); err != nil {
+		pair[1], err = runLoad(ctx, cfg, sut)
+		if p != nil {
+			p.stop()
+		}
+		if err != nil {
 			return err
 		}
 		rounds = append(rounds, pair)

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// The tool starts its baseline as `<itself> baseline-server`; under go test
+// itself is this test binary, which must then serve the baseline too.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "baseline-server" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestRefusesTargetsOutsideLoopback(t *testing.T) {
+	for _, url := range []string{"http://10.1.2.3:8080", "http://192.168.0.10", "http://[2001:db8::1]:80", "ftp://127.0.0.1"} {
+		err := run(t.Context(), []string{"-url", url, "-load-cpu", "-1"}, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !(strings.Contains(err.Error(), "only loads loopback") || strings.Contains(err.Error(), "want http://127.0.0.1")) {
+			t.Errorf("%s: got %v, want a refusal", url, err)
+		}
+	}
+}
+
+// A small run of the whole tool against sselab and the baseline: every
+// event reaches every stream. A smoke test, not a measurement.
+func TestSmallRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds sselab and runs two servers")
+	}
+	bin := filepath.Join(t.TempDir(), "sselab")
+	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-sselab", bin, "-n", "40", "-rate", "5", "-duration", "1s", "-sources", "4",
+		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Baseline, Sselab result
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	for _, r := range []result{rep.Baseline, rep.Sselab} {
+		if r.Connected != 40 || r.Published != 5 || r.Delivered != 200 || r.DeliveredPct != 100 || r.Errors != 0 {
+			t.Errorf("%s: %+v, want 40 streams each receiving 5 events", r.Name, r)
+		}
+		if r.P50 <= 0 || r.RSSPerStreamKB == 0 {
+			t.Errorf("%s: latency %v and RSS per stream %v were not measured", r.Name, r.P50, r.RSSPerStreamKB)
+		}
+	}
+}
