@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"sselab/app/sse"
+	"sselab/app/sse/ssetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -28,33 +28,7 @@ func read(t *testing.T, s *Subscription) []sse.Event {
 	return parseFrames(t, buf)
 }
 
-func parseFrames(t *testing.T, b []byte) []sse.Event {
-	t.Helper()
-	p := sse.NewParser(bytesReader(b))
-	var evs []sse.Event
-	for {
-		ev, err := p.Next()
-		if errors.Is(err, io.EOF) {
-			return evs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
-	}
-}
-
-type byteReader struct{ b []byte }
-
-func bytesReader(b []byte) *byteReader { return &byteReader{b} }
-func (r *byteReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
-}
+func parseFrames(t *testing.T, b []byte) []sse.Event { return ssetest.Events(t, string(b)) }
 
 // waitRead blocks until the subscription has events, then reads them.
 func waitRead(t *testing.T, s *Subscription) []sse.Event {

@@ -1,11 +1,17 @@
 // Package ssetest helps test stream handlers: a ResponseWriter that
-// records only what was flushed, which is what a client has received.
+// records only what was flushed, which is what a client has received, and
+// a parser of what was recorded.
 package ssetest
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"testing"
+
+	"sselab/app/sse"
 )
 
 // Recorder is an http.ResponseWriter and http.Flusher. Bytes written but
@@ -77,4 +83,22 @@ func (r *Recorder) SentHeader() http.Header {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.sent
+}
+
+// Events parses every complete event of a recorded stream with the
+// project's parser, failing the test on a parse error.
+func Events(t testing.TB, stream string) []sse.Event {
+	t.Helper()
+	p := sse.NewParser(strings.NewReader(stream))
+	var evs []sse.Event
+	for {
+		ev, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			return evs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
 }
