@@ -114,7 +114,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv.RegisterOnShutdown(stop)
 
 	if cfg.Pprof != "" {
-		stopPprof, err := servePprof(cfg.Pprof, logger)
+		_, stopPprof, err := servePprof(cfg.Pprof, logger)
 		if err != nil {
 			return err
 		}
@@ -172,10 +172,10 @@ func sessionKey(ctx context.Context, cfg Config, b hub.Broker) ([]byte, error) {
 
 // servePprof serves the runtime profiles on their own listener, apart from
 // the site, so that they are never exposed where the site is.
-func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
+func servePprof(addr string, logger *slog.Logger) (bound string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("-pprof: %w", err)
+		return "", nil, fmt.Errorf("-pprof: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -186,5 +186,5 @@ func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	logger.Info("pprof listening", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
-	return func() { srv.Close() }, nil
+	return ln.Addr().String(), func() { srv.Close() }, nil
 }

@@ -38,7 +38,7 @@ type Redis struct {
 
 	mu        sync.Mutex
 	followers map[string]*follower
-	presence  map[string]string // subscription id -> its presence record
+	presence  map[string]presence // subscription id -> its presence record
 }
 
 var _ Broker = (*Redis)(nil)
@@ -63,6 +63,10 @@ func NewRedis(ctx context.Context, url string, o Options, log *slog.Logger) (*Re
 		return nil, fmt.Errorf("-redis %q: %w", url, err)
 	}
 	opt.ContextTimeoutEnabled = true // a cancelled context ends a blocking XREAD
+	// go-redis has one logger for the process; send it to the first
+	// broker's, at debug level: the broker itself reports what matters (a
+	// publish that fails, a channel loop that retries).
+	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log}) })
 	opt.PoolSize = max(opt.PoolSize, 64)
 	rdb := redis.NewClient(opt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
@@ -76,11 +80,20 @@ func NewRedis(ctx context.Context, url string, o Options, log *slog.Logger) (*Re
 		rdb: rdb, e: newEngine(o), log: log, ctx: bctx, cancel: cancel,
 		instance:  hex.EncodeToString(id),
 		followers: map[string]*follower{},
-		presence:  map[string]string{},
+		presence:  map[string]presence{},
 	}
 	r.wg.Add(1)
 	go r.heartbeat()
 	return r, nil
+}
+
+var setRedisLogger sync.Once
+
+// redisLogger puts go-redis's messages into slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %v", ErrUnavailable, err) }
@@ -169,22 +182,41 @@ func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, erro
 		}
 	}
 	rec, _ := json.Marshal(Subscriber{ID: r.instance + "-" + s.id, Channels: req.Channels, Props: req.Props})
+	p := presence{channels: slices.Clone(req.Channels), record: string(rec)}
 	r.mu.Lock()
-	r.presence[s.id] = string(rec)
+	r.presence[s.id] = p
 	r.mu.Unlock()
-	if err := r.rdb.HSet(ctx, r.presenceKey(), s.id, rec).Err(); err != nil {
+	if _, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for _, ch := range p.channels {
+			pl.HSet(ctx, r.presenceKey(ch), s.id, p.record)
+			pl.Expire(ctx, r.presenceKey(ch), presenceTTL)
+		}
+		return nil
+	}); err != nil {
 		r.log.Warn("redis: recording a subscriber", "err", err)
 	}
 	s.onClose = func() {
 		r.mu.Lock()
 		delete(r.presence, s.id)
 		r.mu.Unlock()
-		if err := r.rdb.HDel(context.WithoutCancel(ctx), r.presenceKey(), s.id).Err(); err != nil {
+		ctx := context.WithoutCancel(ctx)
+		if _, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, ch := range p.channels {
+				pl.HDel(ctx, r.presenceKey(ch), s.id)
+			}
+			return nil
+		}); err != nil {
 			r.log.Debug("redis: removing a subscriber", "err", err)
 		}
 		release()
 	}
 	return s, nil
+}
+
+// presence is a local subscription as the other instances see it.
+type presence struct {
+	channels []string
+	record   string // a Subscriber as JSON
 }
 
 // replay reads what the subscriber must see before live events: after
@@ -369,30 +401,47 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (r *Redis) presenceKey() string { return keyPrefix + "presence:" + r.instance }
+// Who listens where, for every instance to see: the sorted set
+// sselab:instances holds each live instance with its expiry time as score,
+// and sselab:presence:INSTANCE:CHANNEL maps each of its subscriptions of
+// that channel to a Subscriber record. Counting a channel's subscribers is
+// then one HLEN per live instance, whatever the number of subscribers.
+const instancesKey = keyPrefix + "instances"
 
-// heartbeat keeps this instance's subscriber records alive, and writes
-// them again after Redis lost them (a restart without persistence).
+func (r *Redis) presenceKey(channel string) string {
+	return presenceKey(r.instance, channel)
+}
+
+func presenceKey(instance, channel string) string {
+	return keyPrefix + "presence:" + instance + ":" + channel
+}
+
+// heartbeat keeps this instance and its subscriber records alive, and
+// writes them again after Redis lost them (a restart without persistence).
 func (r *Redis) heartbeat() {
 	defer r.wg.Done()
 	tick := time.NewTicker(presenceTTL / 3)
 	defer tick.Stop()
 	for {
 		r.mu.Lock()
-		recs := make([]any, 0, 2*len(r.presence))
-		for id, rec := range r.presence {
-			recs = append(recs, id, rec)
+		byChannel := map[string][]any{}
+		for id, p := range r.presence {
+			for _, ch := range p.channels {
+				byChannel[ch] = append(byChannel[ch], id, p.record)
+			}
 		}
 		r.mu.Unlock()
-		if len(recs) > 0 {
-			_, err := r.rdb.TxPipelined(r.ctx, func(p redis.Pipeliner) error {
-				p.HSet(r.ctx, r.presenceKey(), recs...)
-				p.Expire(r.ctx, r.presenceKey(), presenceTTL)
-				return nil
-			})
-			if err != nil && r.ctx.Err() == nil {
-				r.log.Debug("redis: presence heartbeat", "err", err)
+		_, err := r.rdb.Pipelined(r.ctx, func(pl redis.Pipeliner) error {
+			expiry := time.Now().Add(presenceTTL).UnixMilli()
+			pl.ZAdd(r.ctx, instancesKey, redis.Z{Score: float64(expiry), Member: r.instance})
+			for ch, recs := range byChannel {
+				pl.HSet(r.ctx, r.presenceKey(ch), recs...)
+				pl.Expire(r.ctx, r.presenceKey(ch), presenceTTL)
 			}
+			return nil
+		})
+		if err != nil && r.ctx.Err() == nil {
+			r.log.Debug("redis: presence heartbeat", "err", err)
 		}
 		select {
 		case <-r.ctx.Done():
@@ -402,34 +451,79 @@ func (r *Redis) heartbeat() {
 	}
 }
 
+// liveInstances are the instances whose heartbeat has not expired.
+func (r *Redis) liveInstances(ctx context.Context) ([]string, error) {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	ids, err := r.rdb.ZRangeByScore(ctx, instancesKey, &redis.ZRangeBy{Min: "(" + now, Max: "+inf"}).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if !slices.Contains(ids, r.instance) {
+		ids = append(ids, r.instance) // before its first heartbeat lands
+	}
+	return ids, nil
+}
+
 // Subscribers lists the subscribers of every instance. When Redis cannot
 // be read it returns this instance's own, with the error.
 func (r *Redis) Subscribers(ctx context.Context, channels ...string) ([]Subscriber, error) {
-	var out []Subscriber
-	iter := r.rdb.Scan(ctx, 0, keyPrefix+"presence:*", 100).Iterator()
-	for iter.Next(ctx) {
-		recs, err := r.rdb.HGetAll(ctx, iter.Val()).Result()
-		if err != nil {
-			return r.e.subscribers(channels...), unavailable(err)
+	instances, err := r.liveInstances(ctx)
+	if err != nil {
+		return r.e.subscribers(channels...), err
+	}
+	var cmds []*redis.MapStringStringCmd
+	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for _, in := range instances {
+			for _, ch := range channels {
+				cmds = append(cmds, pl.HGetAll(ctx, presenceKey(in, ch)))
+			}
 		}
-		for _, rec := range recs {
+		return nil
+	})
+	if err != nil {
+		return r.e.subscribers(channels...), unavailable(err)
+	}
+	seen := map[string]bool{}
+	var out []Subscriber
+	for _, cmd := range cmds {
+		for _, rec := range cmd.Val() {
 			var s Subscriber
-			if json.Unmarshal([]byte(rec), &s) == nil && slices.ContainsFunc(s.Channels, func(c string) bool { return slices.Contains(channels, c) }) {
+			if json.Unmarshal([]byte(rec), &s) == nil && !seen[s.ID] {
+				seen[s.ID] = true
 				out = append(out, s)
 			}
 		}
-	}
-	if err := iter.Err(); err != nil {
-		return r.e.subscribers(channels...), unavailable(err)
 	}
 	slices.SortFunc(out, func(a, b Subscriber) int { return compareIDs(a.ID, b.ID) })
 	return out, nil
 }
 
-// Count is how many subscribers the channels have on every instance.
+// Count is how many subscribers the channels have on every instance: for
+// one channel, one HLEN per live instance.
 func (r *Redis) Count(ctx context.Context, channels ...string) (int, error) {
-	subs, err := r.Subscribers(ctx, channels...)
-	return len(subs), err
+	if len(channels) != 1 {
+		subs, err := r.Subscribers(ctx, channels...)
+		return len(subs), err
+	}
+	instances, err := r.liveInstances(ctx)
+	if err != nil {
+		return r.e.count(channels...), err
+	}
+	var cmds []*redis.IntCmd
+	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for _, in := range instances {
+			cmds = append(cmds, pl.HLen(ctx, presenceKey(in, channels[0])))
+		}
+		return nil
+	})
+	if err != nil {
+		return r.e.count(channels...), unavailable(err)
+	}
+	n := 0
+	for _, cmd := range cmds {
+		n += int(cmd.Val())
+	}
+	return n, nil
 }
 
 // SharedSecret returns a random 32-byte secret that every instance using
@@ -455,6 +549,20 @@ func (r *Redis) Close() error {
 	r.e.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	r.rdb.Del(ctx, r.presenceKey())
+	r.mu.Lock()
+	keys := map[string]bool{}
+	for _, p := range r.presence {
+		for _, ch := range p.channels {
+			keys[r.presenceKey(ch)] = true
+		}
+	}
+	r.mu.Unlock()
+	r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		pl.ZRem(ctx, instancesKey, r.instance)
+		for k := range keys {
+			pl.Del(ctx, k)
+		}
+		return nil
+	})
 	return r.rdb.Close()
 }

@@ -105,10 +105,28 @@ func TestRedisAcrossInstances(t *testing.T) {
 	if err != nil || len(subs) != 2 {
 		t.Fatalf("subscribers of c seen from a: got %+v %v, want 2", subs, err)
 	}
+	if n, err := b.Count(t.Context(), "c"); err != nil || n != 2 {
+		t.Errorf("count of c seen from b: got %d %v, want 2", n, err)
+	}
 	recent, _ := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, Recent: 2})
-	defer recent.Close()
 	if evs := read(t, recent); len(evs) != 2 || evs[1].Data != "live" {
 		t.Errorf("recent 2: got %+v", evs)
+	}
+	if n, _ := a.Count(t.Context(), "c"); n != 3 {
+		t.Errorf("count with a third subscriber: got %d, want 3", n)
+	}
+	recent.Close()
+	onA.Close()
+	if n, _ := a.Count(t.Context(), "c"); n != 1 {
+		t.Errorf("count after two closed: got %d, want 1", n)
+	}
+	if n, _ := a.Count(t.Context(), "nobody"); n != 0 {
+		t.Errorf("count of an empty channel: got %d", n)
+	}
+	// An instance that closes takes its subscribers with it.
+	b.Close()
+	if subs, _ := a.Subscribers(t.Context(), "c"); len(subs) != 0 {
+		t.Errorf("after instance b closed: got %+v, want no subscribers", subs)
 	}
 }
 
@@ -211,8 +229,4 @@ func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
-}
-
-func redistestStart(t *testing.T) string {
-	return redistest.Start(t).URL
 }

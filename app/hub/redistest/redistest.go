@@ -21,15 +21,25 @@ type Server struct {
 	t    testing.TB
 }
 
+// find is redis-server: SSELAB_REDIS_SERVER, else on PATH; "" if absent.
+func find() string {
+	if exe := os.Getenv("SSELAB_REDIS_SERVER"); exe != "" {
+		return exe
+	}
+	exe, _ := exec.LookPath("redis-server")
+	return exe
+}
+
+// Available reports whether Start can run a server, or must skip (or fail
+// under SSELAB_REQUIRE_ALL=1).
+func Available() bool { return find() != "" || os.Getenv("SSELAB_REQUIRE_ALL") == "1" }
+
 // Start runs redis-server (SSELAB_REDIS_SERVER, else on PATH) with no
 // persistence, and stops it when the test ends. Without one the test is
 // skipped, or fails under SSELAB_REQUIRE_ALL=1.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	exe := os.Getenv("SSELAB_REDIS_SERVER")
-	if exe == "" {
-		exe, _ = exec.LookPath("redis-server")
-	}
+	exe := find()
 	if exe == "" {
 		msg := "redis-server not found on PATH (or set SSELAB_REDIS_SERVER)"
 		if os.Getenv("SSELAB_REQUIRE_ALL") == "1" {
