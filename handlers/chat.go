@@ -79,7 +79,7 @@ func (h *Chat) Login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: value, Path: "/chat/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: value, Path: "/chat/", HttpOnly: true, Secure: c.IsTLS(), SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
 	return c.Redirect(http.StatusSeeOther, "/chat/")
 }
 

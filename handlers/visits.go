@@ -115,7 +115,7 @@ func (h *Visits) viewer(c echo.Context) string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
-	c.SetCookie(&http.Cookie{Name: viewerCookie, Value: id, Path: "/visits/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
+	c.SetCookie(&http.Cookie{Name: viewerCookie, Value: id, Path: "/visits/", HttpOnly: true, Secure: c.IsTLS(), SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
 	return id
 }
 

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"slices"
 	"strconv"
 	"sync"
@@ -161,13 +160,13 @@ func (e *engine) append(name, id string, k key, m Message) {
 
 // subscribe registers a subscription. start gives each channel's first
 // position given the channel's lock; nil means live only.
-func (e *engine) subscribe(ctx context.Context, r Request, start func(ch *channel) uint64) *Subscription {
-	return e.subscribeAt(ctx, r, start, "")
+func (e *engine) subscribe(r Request, start func(ch *channel) uint64) *Subscription {
+	return e.subscribeAt(r, start, "")
 }
 
 // subscribeAt is subscribe with the id initial events carry; "" means the
 // latest id of the local logs.
-func (e *engine) subscribeAt(_ context.Context, r Request, start func(ch *channel) uint64, latest string) *Subscription {
+func (e *engine) subscribeAt(r Request, start func(ch *channel) uint64, latest string) *Subscription {
 	n := e.nextSub.Add(1)
 	s := &Subscription{
 		id:      strconv.FormatUint(n, 10),

@@ -37,10 +37,10 @@ func (m *Memory) Publish(_ context.Context, channels []string, msg Message) erro
 
 // Subscribe starts a subscription, replaying from the history first when
 // asked to.
-func (m *Memory) Subscribe(ctx context.Context, r Request) (*Subscription, error) {
+func (m *Memory) Subscribe(_ context.Context, r Request) (*Subscription, error) {
 	m.mu.Lock() // no publish between finding the start and registering
 	defer m.mu.Unlock()
-	return m.e.subscribe(ctx, r, replayStart(m.e, r)), nil
+	return m.e.subscribe(r, replayStart(m.e, r)), nil
 }
 
 // replayStart says where each channel's cursor starts: after LastID if it

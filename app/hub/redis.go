@@ -166,7 +166,7 @@ func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, erro
 	}
 	// Registered before the replay is read: whatever the replay misses
 	// arrives live, and what both have is skipped by id.
-	s := r.e.subscribeAt(ctx, req, nil, "-")
+	s := r.e.subscribeAt(req, nil, "-")
 	replay, skip, final, latest, err := r.replay(ctx, req, s.props)
 	if err != nil {
 		s.Close()
