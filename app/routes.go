@@ -43,9 +43,9 @@ func newHandlers(d Deps) *handlerSet {
 	h := &handlerSet{
 		time: handlers.NewTimeFeed(d.Feed, d.Metrics, d.Config.Retry, d.Config.Keepalive),
 		gen:  handlers.NewGenerator(d.Metrics),
-		vis:  handlers.NewVisits(d.Broker, d.Metrics, d.Config.Keepalive),
-		chat: handlers.NewChat(d.Broker, d.Metrics, d.Config.Keepalive, d.SessionKey),
-		tok:  handlers.NewTokens(d.Broker, d.Metrics, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs)),
+		vis:  handlers.NewVisits(d.Broker, d.Config.Keepalive),
+		chat: handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey),
+		tok:  handlers.NewTokens(d.Broker, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs)),
 		ops:  d.Metrics.Handler(),
 	}
 	h.table = new([]route)

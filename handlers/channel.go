@@ -9,7 +9,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"sselab/app/hub"
-	"sselab/app/metrics"
 	"sselab/app/sse"
 )
 
@@ -28,7 +27,8 @@ type publisher interface {
 // server stops, or the subscriber is dropped for falling behind (its
 // client reconnects and catches up by Last-Event-ID). joined, if not nil,
 // runs once the subscription is registered.
-func serveChannel(c echo.Context, m *metrics.Metrics, b subscriber, r hub.Request, keepalive time.Duration, joined func()) error {
+// Its deliveries are counted by the hub (sselab_events_delivered_total).
+func serveChannel(c echo.Context, b subscriber, r hub.Request, keepalive time.Duration, joined func()) error {
 	ctx := c.Request().Context()
 	if r.LastID = lastEventID(c); r.LastID != "" {
 		r.Recent = 0
@@ -41,7 +41,7 @@ func serveChannel(c echo.Context, m *metrics.Metrics, b subscriber, r hub.Reques
 	if joined != nil {
 		joined()
 	}
-	s, err := openStream(c, m)
+	s, err := sse.Open(c.Response())
 	if err != nil {
 		return err
 	}
@@ -56,7 +56,7 @@ func serveChannel(c echo.Context, m *metrics.Metrics, b subscriber, r hub.Reques
 	})
 
 	var buf []byte
-	return sse.Loop(ctx, s.Stream, keepalive, sub.Ready, func() (bool, error) {
+	return sse.Loop(ctx, s, keepalive, sub.Ready, func() (bool, error) {
 		buf, err = sub.Next(buf[:0])
 		if errors.Is(err, hub.ErrFinal) {
 			return true, s.Write(buf) // the publisher's last event, then the end

@@ -12,7 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"sselab/app/hub"
-	"sselab/app/metrics"
 	"sselab/views"
 )
 
@@ -38,17 +37,16 @@ type chatBroker interface {
 // signature check and the user is anonymous.
 type Chat struct {
 	b         chatBroker
-	m         *metrics.Metrics
 	keepalive time.Duration
 	cookies   *securecookie.SecureCookie
 }
 
 // NewChat returns the chat handlers; hashKey signs the session cookie.
 // Instances behind one load balancer must share it.
-func NewChat(b chatBroker, m *metrics.Metrics, keepalive time.Duration, hashKey []byte) *Chat {
+func NewChat(b chatBroker, keepalive time.Duration, hashKey []byte) *Chat {
 	sc := securecookie.New(hashKey, nil)
 	sc.MaxAge(30 * 24 * 3600)
-	return &Chat{b: b, m: m, keepalive: keepalive, cookies: sc}
+	return &Chat{b: b, keepalive: keepalive, cookies: sc}
 }
 
 // user is the signed-in name, or "" when there is no valid session.
@@ -128,5 +126,5 @@ func (h *Chat) Post(c echo.Context) error {
 // after Last-Event-ID on reconnect, then live.
 func (h *Chat) Stream(c echo.Context) error {
 	r := hub.Request{Channels: []string{ChatChannel}, Recent: 50}
-	return serveChannel(c, h.m, h.b, r, h.keepalive, nil)
+	return serveChannel(c, h.b, r, h.keepalive, nil)
 }

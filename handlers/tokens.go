@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"sselab/app/hub"
-	"sselab/app/metrics"
 	"sselab/app/tokens"
 	"sselab/views"
 )
@@ -29,14 +28,13 @@ type tokensBroker interface {
 // addressed by a token, and actions that other clients post to them.
 type Tokens struct {
 	b         tokensBroker
-	m         *metrics.Metrics
 	keepalive time.Duration
 	kind      tokens.Kind
 }
 
 // NewTokens returns the token handlers for events of the given kind.
-func NewTokens(b tokensBroker, m *metrics.Metrics, keepalive time.Duration, kind tokens.Kind) *Tokens {
-	return &Tokens{b: b, m: m, keepalive: keepalive, kind: kind}
+func NewTokens(b tokensBroker, keepalive time.Duration, kind tokens.Kind) *Tokens {
+	return &Tokens{b: b, keepalive: keepalive, kind: kind}
 }
 
 // Page lets a learner watch a token and post actions to it.
@@ -60,7 +58,7 @@ func (h *Tokens) Poll(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return serveChannel(c, h.m, h.b, hub.Request{Channels: []string{tokens.Channel(t)}}, h.keepalive, nil)
+	return serveChannel(c, h.b, hub.Request{Channels: []string{tokens.Channel(t)}}, h.keepalive, nil)
 }
 
 // Act publishes an action to every listener of a token and answers how

@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"sselab/app/hub"
-	"sselab/app/metrics"
 	"sselab/app/sse"
 	"sselab/views"
 )
@@ -52,13 +51,12 @@ type visitsBroker interface {
 // every viewer about the visit.
 type Visits struct {
 	b         visitsBroker
-	m         *metrics.Metrics
 	keepalive time.Duration
 }
 
 // NewVisits returns the visits handlers.
-func NewVisits(b visitsBroker, m *metrics.Metrics, keepalive time.Duration) *Visits {
-	return &Visits{b: b, m: m, keepalive: keepalive}
+func NewVisits(b visitsBroker, keepalive time.Duration) *Visits {
+	return &Visits{b: b, keepalive: keepalive}
 }
 
 // Page publishes the visit, then serves the page.
@@ -87,7 +85,7 @@ func (h *Visits) Subscribe(c echo.Context) error {
 	}
 	// Everyone hears the count change when this viewer joins and leaves.
 	defer h.publishCount(context.WithoutCancel(ctx))
-	return serveChannel(c, h.m, h.b, r, h.keepalive, func() { h.publishCount(ctx) })
+	return serveChannel(c, h.b, r, h.keepalive, func() { h.publishCount(ctx) })
 }
 
 func (h *Visits) publishCount(ctx context.Context) {

@@ -159,14 +159,9 @@ func (e *engine) append(name, id string, k key, m Message) {
 }
 
 // subscribe registers a subscription. start gives each channel's first
-// position given the channel's lock; nil means live only.
+// position given the channel's lock; nil means live only. Initial events
+// carry the latest id of the local logs, or LastID when replay starts there.
 func (e *engine) subscribe(r Request, start func(ch *channel) uint64) *Subscription {
-	return e.subscribeAt(r, start, "")
-}
-
-// subscribeAt is subscribe with the id initial events carry; "" means the
-// latest id of the local logs.
-func (e *engine) subscribeAt(r Request, start func(ch *channel) uint64, latest string) *Subscription {
 	n := e.nextSub.Add(1)
 	s := &Subscription{
 		id:      strconv.FormatUint(n, 10),
@@ -179,7 +174,7 @@ func (e *engine) subscribeAt(r Request, start func(ch *channel) uint64, latest s
 		cursors: make([]atomic.Uint64, len(r.Channels)),
 		slots:   make([]int, len(r.Channels)),
 	}
-	local := latest == ""
+	latest := ""
 	for i, name := range r.Channels {
 		ch := e.channel(name)
 		ch.mu.Lock()
@@ -188,7 +183,7 @@ func (e *engine) subscribeAt(r Request, start func(ch *channel) uint64, latest s
 			pos = start(ch)
 		}
 		s.cursors[i].Store(pos)
-		if local && ch.head > 0 {
+		if ch.head > 0 {
 			if id := ch.at(ch.head - 1).id; latest == "" || idLess(latest, id) {
 				latest = id
 			}
@@ -200,7 +195,7 @@ func (e *engine) subscribeAt(r Request, start func(ch *channel) uint64, latest s
 	if latest == "" {
 		latest = "0"
 	}
-	if local && r.LastID != "" && start != nil {
+	if r.LastID != "" && start != nil {
 		latest = r.LastID // initial events mark the position replay starts from
 	}
 	for _, ev := range r.Initial {

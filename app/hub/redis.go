@@ -165,8 +165,11 @@ func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, erro
 		}
 	}
 	// Registered before the replay is read: whatever the replay misses
-	// arrives live, and what both have is skipped by id.
-	s := r.e.subscribeAt(req, nil, "-")
+	// arrives live, and what both have is skipped by id. Initial events are
+	// encoded here: their id is the stream's, which the local logs may lack.
+	live := req
+	live.Initial = nil
+	s := r.e.subscribe(live, nil)
 	replay, skip, final, latest, err := r.replay(ctx, req, s.props)
 	if err != nil {
 		s.Close()
@@ -174,12 +177,9 @@ func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, erro
 		return nil, err
 	}
 	s.replay, s.skip, s.final = replay, skip, final
-	if req.Initial != nil {
-		s.initial = nil
-		for _, ev := range req.Initial {
-			ev.ID = latest
-			s.initial = ev.AppendTo(s.initial)
-		}
+	for _, ev := range req.Initial {
+		ev.ID = latest
+		s.initial = ev.AppendTo(s.initial)
 	}
 	rec, _ := json.Marshal(Subscriber{ID: r.instance + "-" + s.id, Channels: req.Channels, Props: req.Props})
 	p := presence{channels: slices.Clone(req.Channels), record: string(rec)}
@@ -454,7 +454,7 @@ func (r *Redis) heartbeat() {
 // liveInstances are the instances whose heartbeat has not expired.
 func (r *Redis) liveInstances(ctx context.Context) ([]string, error) {
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	ids, err := r.rdb.ZRangeByScore(ctx, instancesKey, &redis.ZRangeBy{Min: "(" + now, Max: "+inf"}).Result()
+	ids, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: instancesKey, Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}

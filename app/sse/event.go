@@ -74,9 +74,6 @@ func (e Event) AppendTo(b []byte) []byte {
 	return append(b, '\n')
 }
 
-// Bytes returns the encoded event.
-func (e Event) Bytes() []byte { return e.AppendTo(nil) }
-
 // String returns the encoded event.
 func (e Event) String() string { return string(e.AppendTo(nil)) }
 
