@@ -499,7 +499,8 @@ func (r *Redis) Subscribers(ctx context.Context, channels ...string) ([]Subscrib
 }
 
 // Count is how many subscribers the channels have on every instance: for
-// one channel, one HLEN per live instance.
+// one channel, two round trips: the live instances, then one pipeline of
+// an HLEN per instance.
 func (r *Redis) Count(ctx context.Context, channels ...string) (int, error) {
 	if len(channels) != 1 {
 		subs, err := r.Subscribers(ctx, channels...)
