@@ -20,11 +20,14 @@ type entry struct {
 }
 
 // channel is a bounded log: ring holds the entries with positions
-// [head-len, head), where len = min(head, cap(ring)).
+// [head-len(ring), head). It grows as events come, up to size entries, and
+// then wraps, so a channel that holds a few events costs a few entries: a
+// client can make a channel with one request, and must not make it cost a
+// whole history.
 type channel struct {
-	name string
 	mu   sync.RWMutex
 	ring []entry
+	size uint64 // the history bound
 	head uint64
 	// subs changes in place under the write lock: O(1) to add and to
 	// remove, and no garbage when thousands of streams open at once.
@@ -59,7 +62,25 @@ func (ch *channel) oldest() uint64 {
 	return 0
 }
 
-func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%uint64(len(ch.ring))] }
+func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%ch.size] }
+
+// push appends an entry at head, over the oldest one once the log is full.
+// Until then len(ring) == head, so the new entry's index is its position.
+func (ch *channel) push(en entry) {
+	n := uint64(len(ch.ring))
+	if n == ch.size {
+		*ch.at(ch.head) = en
+		ch.head++
+		return
+	}
+	if n == uint64(cap(ch.ring)) { // grow by doubling, never past size
+		grown := make([]entry, n, min(max(2*n, 8), ch.size))
+		copy(grown, ch.ring)
+		ch.ring = grown
+	}
+	ch.ring = append(ch.ring, en)
+	ch.head++
+}
 
 // findID returns the position of the entry whose wire id is id: a
 // publisher's own ids (Message.ID) are found this way.
@@ -109,32 +130,48 @@ func newEngine(o Options) *engine {
 	return &engine{opts: o.withDefaults(), channels: map[string]*channel{}}
 }
 
+// channel returns the named channel, making it if it does not exist.
 func (e *engine) channel(name string) *channel {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ch := e.channels[name]
 	if ch == nil {
-		ch = &channel{name: name, ring: make([]entry, e.opts.History)}
+		ch = &channel{size: uint64(e.opts.History)}
 		e.channels[name] = ch
 	}
 	return ch
 }
 
-// append adds an event with its id to a channel and wakes its subscribers.
-// Subscribers more than a queue behind are dropped here, so the publisher
-// never waits for any of them.
-func (e *engine) append(name, id string, k key, m Message) {
-	ev := m.event(id)
+// lookup returns the named channel, or nil: what only reads channels
+// makes none.
+func (e *engine) lookup(name string) *channel {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.channels[name]
+}
+
+// newEntry is a message as a channel's log holds it, with the broker's id:
+// a plain event encoded once for every subscriber, or the function that
+// makes each subscriber's own.
+func (e *engine) newEntry(k key, brokerID string, m Message) entry {
+	ev := m.event(brokerID)
 	en := entry{key: k, id: ev.ID, msg: m, final: m.Final}
 	if f := e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
 		en.fn = f
 	} else {
 		en.frame = ev.AppendTo(nil)
 	}
+	return en
+}
+
+// append adds an event with its id to a channel and wakes its subscribers.
+// Subscribers more than a queue behind are dropped here, so the publisher
+// never waits for any of them.
+func (e *engine) append(name, id string, k key, m Message) {
+	en := e.newEntry(k, id, m)
 	ch := e.channel(name)
 	ch.mu.Lock()
-	*ch.at(ch.head) = en
-	ch.head++
+	ch.push(en)
 	head := ch.head
 	ch.mu.Unlock()
 
@@ -221,7 +258,10 @@ func (e *engine) subscribers(channels ...string) []Subscriber {
 	seen := map[*Subscription]bool{}
 	var out []Subscriber
 	for _, name := range channels {
-		ch := e.channel(name)
+		ch := e.lookup(name)
+		if ch == nil {
+			continue
+		}
 		ch.mu.RLock()
 		for _, m := range ch.subs {
 			if !seen[m.s] {
@@ -253,14 +293,20 @@ func compareIDs(a, b string) int {
 // building the list.
 func (e *engine) count(channels ...string) int {
 	if len(channels) == 1 {
-		ch := e.channel(channels[0])
+		ch := e.lookup(channels[0])
+		if ch == nil {
+			return 0
+		}
 		ch.mu.RLock()
 		defer ch.mu.RUnlock()
 		return len(ch.subs)
 	}
 	seen := map[*Subscription]bool{}
 	for _, name := range channels {
-		ch := e.channel(name)
+		ch := e.lookup(name)
+		if ch == nil {
+			continue
+		}
 		ch.mu.RLock()
 		for _, m := range ch.subs {
 			seen[m.s] = true

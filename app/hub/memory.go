@@ -67,7 +67,10 @@ func replayStart(e *engine, r Request) func(*channel) uint64 {
 // the (bounded) history.
 func (e *engine) keyOf(channels []string, id string) (key, bool) {
 	for _, name := range channels {
-		ch := e.channel(name)
+		ch := e.lookup(name)
+		if ch == nil {
+			continue
+		}
 		ch.mu.RLock()
 		pos, found := uint64(0), false
 		if k, ok := parseKey(id); ok {

@@ -142,6 +142,53 @@ func TestReplayWhilePublishing(t *testing.T) {
 	}
 }
 
+// A channel's log costs what it holds: one request can make a channel, so
+// it must not cost a whole history. Reading channels makes none. Past its
+// bound, the log keeps exactly the latest History events, in order.
+func TestChannelLogGrowsWithItsEvents(t *testing.T) {
+	b := NewMemory(Options{History: 100})
+	defer b.Close()
+	ctx := t.Context()
+	b.Count(ctx, "counted")
+	b.Subscribers(ctx, "listed", "also listed")
+	for _, name := range []string{"counted", "listed", "also listed"} {
+		if b.e.lookup(name) != nil {
+			t.Errorf("reading channel %q made it", name)
+		}
+	}
+
+	publish(t, b, "c", "0")
+	if got := cap(b.e.lookup("c").ring); got > 8 {
+		t.Errorf("a channel with one event holds room for %d", got)
+	}
+	for i := 1; i < 250; i++ { // grows 8, 16, 32, 64, 100, then wraps
+		publish(t, b, "c", strconv.Itoa(i))
+		if i == 36 {
+			checkRecent(t, b, 100, 0, 36)
+		}
+	}
+	if got := cap(b.e.lookup("c").ring); got != 100 {
+		t.Errorf("a full log holds room for %d, want its History 100", got)
+	}
+	checkRecent(t, b, 100, 150, 249)
+}
+
+// checkRecent checks that the latest events of channel c are from..to.
+func checkRecent(t *testing.T, b *Memory, n, from, to int) {
+	t.Helper()
+	s, _ := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, Recent: n})
+	defer s.Close()
+	evs := read(t, s)
+	if len(evs) != to-from+1 {
+		t.Fatalf("recent: got %d events, want %d..%d", len(evs), from, to)
+	}
+	for i, ev := range evs {
+		if ev.Data != strconv.Itoa(from+i) {
+			t.Fatalf("recent event %d: got %q, want %d", i, ev.Data, from+i)
+		}
+	}
+}
+
 func TestReplayRules(t *testing.T) {
 	b := NewMemory(Options{History: 5})
 	defer b.Close()

@@ -231,16 +231,10 @@ func (r *Redis) replay(ctx context.Context, req Request, props Props) (frames []
 			if !ok || final {
 				continue
 			}
-			m := toMessage(xm.Values)
-			en := entry{id: m.event(xm.ID).ID, msg: m, final: m.Final}
-			if f := r.e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
-				en.fn = f
-			} else {
-				en.frame = m.event(xm.ID).AppendTo(nil)
-			}
+			en := r.e.newEntry(k, xm.ID, toMessage(xm.Values))
 			frames = append(frames, en.appendTo(nil, props))
 			skip[i] = k
-			final = m.Final
+			final = en.final
 		}
 	}
 	latest = "0"
