@@ -1,34 +1,60 @@
 package hub
 
 import (
+	"container/heap"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"sselab/app/sse"
 )
 
 // entry is one event in a channel's log. A plain event is encoded once,
 // id included, and the same bytes go to every subscriber. A personal event
-// (fn set) is encoded per subscriber.
+// (fn set) is encoded per subscriber from its argument. Nothing is held
+// twice: a plain event keeps only its frame.
 type entry struct {
 	key   key
 	id    string // the id on the wire; may differ from the key's (Message.ID)
 	frame []byte // the encoded event; nil for a personal event
-	msg   Message
 	fn    Func
+	arg   string // the personal event's argument
+	size  int64  // bytes charged to the history budget, besides its slot
 	final bool
 }
 
-// channel is a bounded log: ring holds the entries with positions
-// [head-len(ring), head). It grows as events come, up to size entries, and
-// then wraps, so a channel that holds a few events costs a few entries: a
-// client can make a channel with one request, and must not make it cost a
-// whole history.
+// slotBytes is what one slot of a log costs, held or empty.
+var slotBytes = int64(unsafe.Sizeof(entry{}))
+
+// channelBytes is what a channel costs before it holds anything: the
+// struct, its map entry and its name.
+const channelBytes = 256
+
+// channel is a bounded log: the entries at positions [start, head) are
+// held, position p in ring[p % len(ring)]. The ring grows as events come,
+// up to size slots, and shrinks when the budget takes events away, so a
+// channel costs what it holds: a client can make a channel with one
+// request, and must not make it cost a whole history.
 type channel struct {
-	mu   sync.RWMutex
-	ring []entry
-	size uint64 // the history bound
-	head uint64
+	name string
+
+	mu          sync.RWMutex
+	ring        []entry
+	start, head uint64
+	size        uint64 // the history bound in events
+	state       bool   // holds one value; the behind skip to it (Options.State)
+	bytes       int64  // what the log costs now, charged to the engine's total
+	// floor: an event whose key is below it may have been lost to this
+	// log (taken by a bound, or sent before the channel existed here). A
+	// client that resumes from below the floor gets a gap event.
+	floor key
+	// active is when the channel was last published to or left; with no
+	// subscribers, a channel idle for the engine's IdleTTL is forgotten.
+	active time.Time
+	dead   bool // forgotten: whoever finds it must look again
 	// subs changes in place under the write lock: O(1) to add and to
 	// remove, and no garbage when thousands of streams open at once.
 	subs []member
@@ -55,37 +81,58 @@ func (ch *channel) remove(s *Subscription, i int) {
 	ch.subs = ch.subs[:last]
 }
 
-func (ch *channel) oldest() uint64 {
-	if n := uint64(len(ch.ring)); ch.head > n {
-		return ch.head - n
+func (ch *channel) oldest() uint64 { return ch.start }
+
+func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%uint64(len(ch.ring))] }
+
+// resize moves the held entries into a ring of n slots.
+func (ch *channel) resize(n uint64, total *atomic.Int64) {
+	ring := make([]entry, n)
+	for p := ch.start; p < ch.head; p++ {
+		ring[p%n] = *ch.at(p)
 	}
-	return 0
+	delta := (int64(n) - int64(len(ch.ring))) * slotBytes
+	ch.ring = ring
+	ch.bytes += delta
+	total.Add(delta)
 }
 
-func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%ch.size] }
-
-// push appends an entry at head, over the oldest one once the log is full.
-// Until then len(ring) == head, so the new entry's index is its position.
-func (ch *channel) push(en entry) {
-	n := uint64(len(ch.ring))
-	if n == ch.size {
-		*ch.at(ch.head) = en
-		ch.head++
-		return
+// push appends an entry at head, over the oldest one once the log holds
+// size events.
+func (ch *channel) push(en entry, total *atomic.Int64) {
+	if ch.head-ch.start == uint64(len(ch.ring)) {
+		if uint64(len(ch.ring)) < ch.size { // grow by doubling, never past size
+			ch.resize(min(max(2*uint64(len(ch.ring)), 8), ch.size), total)
+		} else {
+			ch.evict(total)
+		}
 	}
-	if n == uint64(cap(ch.ring)) { // grow by doubling, never past size
-		grown := make([]entry, n, min(max(2*n, 8), ch.size))
-		copy(grown, ch.ring)
-		ch.ring = grown
-	}
-	ch.ring = append(ch.ring, en)
+	*ch.at(ch.head) = en
 	ch.head++
+	ch.bytes += en.size
+	total.Add(en.size)
+}
+
+// evict lets the oldest entry go, raising the floor to it: a client that
+// saw it misses nothing, one from before it may have.
+func (ch *channel) evict(total *atomic.Int64) {
+	en := ch.at(ch.start)
+	if ch.floor.less(en.key) {
+		ch.floor = en.key
+	}
+	ch.bytes -= en.size
+	total.Add(-en.size)
+	*en = entry{}
+	ch.start++
+	if n := uint64(len(ch.ring)); n > 8 && ch.head-ch.start <= n/4 {
+		ch.resize(max(n/2, 8), total)
+	}
 }
 
 // findID returns the position of the entry whose wire id is id: a
 // publisher's own ids (Message.ID) are found this way.
 func (ch *channel) findID(id string) (uint64, bool) {
-	for pos := ch.head; pos > ch.oldest(); pos-- {
+	for pos := ch.head; pos > ch.start; pos-- {
 		if ch.at(pos-1).id == id {
 			return pos - 1, true
 		}
@@ -95,7 +142,7 @@ func (ch *channel) findID(id string) (uint64, bool) {
 
 // find returns the position of the entry with key k, if still held.
 func (ch *channel) find(k key) (uint64, bool) {
-	lo, hi := ch.oldest(), ch.head
+	lo, hi := ch.start, ch.head
 	for lo < hi { // keys increase along the log: binary search
 		mid := lo + (hi-lo)/2
 		if ch.at(mid).key.less(k) {
@@ -107,39 +154,93 @@ func (ch *channel) find(k key) (uint64, bool) {
 	return lo, lo < ch.head && ch.at(lo).key == k
 }
 
-// after returns the position of the first entry with a key above k.
-func (ch *channel) after(k key) uint64 {
+// after returns the position of the first entry with a key above k, and
+// whether the log can vouch that nothing after k was lost.
+func (ch *channel) after(k key) (pos uint64, whole bool) {
 	pos, found := ch.find(k)
 	if found {
 		pos++
 	}
-	return pos
+	return pos, !k.less(ch.floor)
+}
+
+// latest is the id of the newest event, or the floor's when the log is
+// empty: a client that resumes from it misses nothing.
+func (ch *channel) latest() key {
+	if ch.head > ch.start {
+		return ch.at(ch.head - 1).key
+	}
+	return ch.floor
 }
 
 // engine is the local fan-out shared by both brokers: the channel logs of
-// this process and their subscriptions.
+// this process and their subscriptions, within the bounds of Options.
 type engine struct {
 	opts     Options
 	mu       sync.Mutex
 	channels map[string]*channel
+	swept    time.Time
 	nextSub  atomic.Uint64
 	closed   bool
+	total    atomic.Int64 // bytes of every log, slots and channels included
+	trimming sync.Mutex   // one trim of the total at a time
+	// floor is the key a new channel starts from: ids below it were given
+	// before the channel existed here.
+	floor func() key
 }
 
-func newEngine(o Options) *engine {
-	return &engine{opts: o.withDefaults(), channels: map[string]*channel{}}
+func newEngine(o Options, floor func() key) *engine {
+	return &engine{opts: o.withDefaults(), channels: map[string]*channel{}, floor: floor, swept: time.Now()}
 }
 
-// channel returns the named channel, making it if it does not exist.
-func (e *engine) channel(name string) *channel {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ch := e.channels[name]
-	if ch == nil {
-		ch = &channel{size: uint64(e.opts.History)}
-		e.channels[name] = ch
+// channel returns the named channel, making it if it does not exist, or
+// ErrFull when the engine holds MaxChannels already. It comes locked.
+func (e *engine) channel(name string) (*channel, error) {
+	for {
+		e.mu.Lock()
+		now := time.Now()
+		if now.Sub(e.swept) >= e.opts.IdleTTL/4 {
+			e.sweep(now)
+		}
+		ch := e.channels[name]
+		if ch == nil {
+			if len(e.channels) >= e.opts.MaxChannels {
+				e.mu.Unlock()
+				return nil, ErrFull
+			}
+			size, state := uint64(e.opts.History), slices.Contains(e.opts.State, name)
+			if state {
+				size = 1
+			}
+			ch = &channel{name: name, size: size, state: state, floor: e.floor(), active: now, bytes: channelBytes + int64(len(name))}
+			e.total.Add(ch.bytes)
+			e.channels[name] = ch
+		}
+		e.mu.Unlock()
+		ch.mu.Lock()
+		if !ch.dead {
+			return ch, nil
+		}
+		ch.mu.Unlock() // swept between the two locks: look again
 	}
-	return ch
+}
+
+// sweep forgets the channels that nobody listens to and nobody has
+// published to for IdleTTL, with their history. It holds e.mu.
+func (e *engine) sweep(now time.Time) {
+	e.swept = now
+	for name, ch := range e.channels {
+		if !ch.mu.TryLock() {
+			continue // in use right now: not idle
+		}
+		if len(ch.subs) == 0 && now.Sub(ch.active) >= e.opts.IdleTTL {
+			ch.dead = true
+			e.total.Add(-ch.bytes)
+			ch.ring, ch.bytes = nil, 0
+			delete(e.channels, name)
+		}
+		ch.mu.Unlock()
+	}
 }
 
 // lookup returns the named channel, or nil: what only reads channels
@@ -155,50 +256,126 @@ func (e *engine) lookup(name string) *channel {
 // makes each subscriber's own.
 func (e *engine) newEntry(k key, brokerID string, m Message) entry {
 	ev := m.event(brokerID)
-	en := entry{key: k, id: ev.ID, msg: m, final: m.Final}
+	en := entry{key: k, id: ev.ID, final: m.Final}
 	if f := e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
-		en.fn = f
+		en.fn, en.arg = f, m.Data
 	} else {
 		en.frame = ev.AppendTo(nil)
 	}
+	en.size = int64(len(en.id) + cap(en.frame) + len(en.arg))
 	return en
 }
 
 // append adds an event with its id to a channel and wakes its subscribers.
 // Subscribers more than a queue behind are dropped here, so the publisher
-// never waits for any of them.
-func (e *engine) append(name, id string, k key, m Message) {
+// never waits for any of them. Past the history's bound in bytes, the
+// oldest events of all channels go first.
+func (e *engine) append(name, id string, k key, m Message) error {
 	en := e.newEntry(k, id, m)
-	ch := e.channel(name)
-	ch.mu.Lock()
-	ch.push(en)
+	ch, err := e.channel(name)
+	if err != nil {
+		return err
+	}
+	ch.push(en, &e.total)
+	for ch.bytes > e.opts.ChannelBytes && ch.head-ch.start > 1 {
+		ch.evict(&e.total)
+	}
+	ch.active = time.Now()
 	head := ch.head
 	ch.mu.Unlock()
 
 	// Only the read lock from here: subscribers that wake take it too, so
 	// they can read while the rest are being woken.
 	ch.mu.RLock()
-	defer ch.mu.RUnlock()
 	queue := uint64(e.opts.Queue)
 	for _, m := range ch.subs {
 		s := m.s
 		if s.dropped.Load() {
 			continue // its handler is on the way out and will Close it
 		}
-		if head-s.cursors[m.i].Load() > queue {
+		if !ch.state && head-s.cursors[m.i].Load() > queue {
 			s.drop(ErrDropped)
 			e.opts.Observer.Dropped()
 			continue
 		}
 		s.wake()
 	}
+	ch.mu.RUnlock()
 	e.opts.Observer.Published(name)
+	if e.total.Load() > e.opts.HistoryBytes {
+		e.trim()
+	}
+	return nil
 }
 
+// trim takes the oldest events of all channels, oldest first, until the
+// total is a tenth under its bound, so that trims are rare. A subscriber
+// whose next event goes is dropped when it next reads, and resumes with a
+// gap event.
+func (e *engine) trim() {
+	if !e.trimming.TryLock() {
+		return // another publisher is trimming already
+	}
+	defer e.trimming.Unlock()
+	e.mu.Lock()
+	chans := make([]*channel, 0, len(e.channels))
+	for _, ch := range e.channels {
+		chans = append(chans, ch)
+	}
+	e.mu.Unlock()
+	h := make(byOldest, 0, len(chans))
+	for _, ch := range chans {
+		ch.mu.RLock()
+		if ch.head > ch.start {
+			h = append(h, oldest{ch, ch.at(ch.start).key})
+		}
+		ch.mu.RUnlock()
+	}
+	heap.Init(&h)
+	target := e.opts.HistoryBytes - e.opts.HistoryBytes/10
+	for e.total.Load() > target && len(h) > 0 {
+		ch := h[0].ch
+		ch.mu.Lock()
+		if ch.head > ch.start && !ch.dead {
+			ch.evict(&e.total)
+		}
+		if ch.head > ch.start && !ch.dead {
+			h[0].key = ch.at(ch.start).key
+			heap.Fix(&h, 0)
+		} else {
+			heap.Pop(&h)
+		}
+		ch.mu.Unlock()
+	}
+}
+
+// oldest is a channel with the key of its oldest entry, for trim's heap.
+type oldest struct {
+	ch  *channel
+	key key
+}
+
+type byOldest []oldest
+
+func (h byOldest) Len() int           { return len(h) }
+func (h byOldest) Less(i, j int) bool { return h[i].key.less(h[j].key) }
+func (h byOldest) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *byOldest) Push(x any)        { *h = append(*h, x.(oldest)) }
+func (h *byOldest) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// start says where a subscription's cursor starts in a channel, given the
+// channel's lock, and whether the client must be told of a gap.
+type start func(ch *channel) (pos uint64, gap bool)
+
 // subscribe registers a subscription. start gives each channel's first
-// position given the channel's lock; nil means live only. Initial events
-// carry the latest id of the local logs, or LastID when replay starts there.
-func (e *engine) subscribe(r Request, start func(ch *channel) uint64) *Subscription {
+// position; nil means live only. Initial events carry the latest id of the
+// local logs, or LastID when replay starts there.
+func (e *engine) subscribe(r Request, from start, placed bool) (*Subscription, error) {
 	n := e.nextSub.Add(1)
 	s := &Subscription{
 		id:      strconv.FormatUint(n, 10),
@@ -211,32 +388,37 @@ func (e *engine) subscribe(r Request, start func(ch *channel) uint64) *Subscript
 		cursors: make([]atomic.Uint64, len(r.Channels)),
 		slots:   make([]int, len(r.Channels)),
 	}
-	latest := ""
+	var latest key
+	gap := false
 	for i, name := range r.Channels {
-		ch := e.channel(name)
-		ch.mu.Lock()
+		ch, err := e.channel(name)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
 		pos := ch.head
-		if start != nil {
-			pos = start(ch)
+		if from != nil {
+			var g bool
+			pos, g = from(ch)
+			gap = gap || g
 		}
 		s.cursors[i].Store(pos)
-		if ch.head > 0 {
-			if id := ch.at(ch.head - 1).id; latest == "" || idLess(latest, id) {
-				latest = id
-			}
+		if l := ch.latest(); latest.less(l) {
+			latest = l
 		}
 		ch.add(s, i)
 		s.chans = append(s.chans, ch)
 		ch.mu.Unlock()
 	}
-	if latest == "" {
-		latest = "0"
+	if gap {
+		s.initial = gapEvent(r.LastID, placed).AppendTo(s.initial)
 	}
-	if r.LastID != "" && start != nil {
-		latest = r.LastID // initial events mark the position replay starts from
+	id := latest.String()
+	if r.LastID != "" && from != nil && !gap {
+		id = r.LastID // initial events mark the position replay starts from
 	}
 	for _, ev := range r.Initial {
-		ev.ID = latest
+		ev.ID = id
 		s.initial = ev.AppendTo(s.initial)
 	}
 	e.mu.Lock()
@@ -245,7 +427,26 @@ func (e *engine) subscribe(r Request, start func(ch *channel) uint64) *Subscript
 	}
 	e.mu.Unlock()
 	s.wake()
-	return s
+	return s, nil
+}
+
+// gapEvent tells a resuming client that events after its id may be lost:
+// they left the history, or the id is not one this server can place.
+func gapEvent(lastID string, placed bool) sse.Event {
+	if !placed {
+		return sse.Event{Type: GapEvent, Data: "id " + clip(lastID, 64) +
+			" is not one this server can place (malformed, or from another run): what follows is what a new connection gets"}
+	}
+	return sse.Event{Type: GapEvent, Data: "some events after id " + clip(lastID, 64) +
+		" are no longer held: what follows is every event still held after it"}
+}
+
+// clip shortens s for a message: a client's id is not echoed whole.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + "…"
 }
 
 func idLess(a, b string) bool {
@@ -338,7 +539,7 @@ func (en *entry) appendTo(buf []byte, props Props) []byte {
 	if en.fn == nil {
 		return append(buf, en.frame...)
 	}
-	ev := en.fn(props, en.msg.Data)
+	ev := en.fn(props, en.arg)
 	ev.ID = en.id
 	return ev.AppendTo(buf)
 }
@@ -364,7 +565,7 @@ type Subscription struct {
 	cause  error
 	onDrop func(cause error)
 
-	initial []byte   // initial events, sent first
+	initial []byte   // a gap event and initial events, sent first
 	replay  [][]byte // events fetched from a store before going live (Redis)
 	final   bool     // the replay ends with a Final event
 	skip    []key    // per channel: live entries up to this key were replayed already
@@ -421,10 +622,15 @@ func (s *Subscription) drop(cause error) {
 	s.wake()
 }
 
-// Next appends every pending event, encoded, to buf: first the initial
-// events, then any replay, then the channels' logs from the cursors. It
-// holds a channel's read lock only to copy bytes, never while writing to a
-// client. It returns ErrDropped or ErrClosed when the subscription ended.
+// Next appends every pending event, encoded, to buf: first a gap event
+// and the initial events, then any replay, then the channels' logs from
+// the cursors. It holds a channel's read lock only to copy bytes, never
+// while writing to a client.
+//
+// It returns nil while the subscription lasts; ErrFinal, with the final
+// event in buf, when a Final message ended it (write buf, then end the
+// stream); ErrDropped or ErrClosed when it ended otherwise (end the stream:
+// the client resumes by Last-Event-ID).
 func (s *Subscription) Next(buf []byte) ([]byte, error) {
 	if s.dropped.Load() {
 		return buf, s.Err()
@@ -445,7 +651,10 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 	for i, ch := range s.chans {
 		ch.mu.RLock()
 		pos, head := s.cursors[i].Load(), ch.head
-		if pos < ch.oldest() {
+		if pos < ch.start && ch.state {
+			pos = ch.start // only the latest value matters
+		}
+		if pos < ch.start {
 			ch.mu.RUnlock()
 			s.drop(ErrDropped)
 			return buf, ErrDropped
@@ -480,6 +689,7 @@ func (s *Subscription) Close() {
 		for i, ch := range s.chans {
 			ch.mu.Lock()
 			ch.remove(s, i)
+			ch.active = time.Now()
 			ch.mu.Unlock()
 		}
 		s.mu.Lock()

@@ -78,9 +78,12 @@ type Request struct {
 	// initial_data). They carry the id of the channel's latest event, so a
 	// reconnect from them misses nothing.
 	Initial []sse.Event
-	// LastID, when it names an event still in the history, replays every
-	// later event of the channels before going live. An unknown id replays
-	// nothing.
+	// LastID replays every later event of the channels still held before
+	// going live. When the broker cannot vouch that nothing after it was
+	// lost (later events left the history, or the id is one it cannot
+	// place: malformed, from before a restart), the subscription starts
+	// with a GapEvent, then what it still holds after the id (for an id it
+	// cannot place, what a new subscription gets).
 	LastID string
 	// Recent replays up to this many of the latest events when LastID is
 	// empty, such as the chat's latest messages on page load.
@@ -125,6 +128,15 @@ var ErrDropped = errors.New("hub: subscriber dropped: it fell too far behind")
 // Final message ended the stream.
 var ErrFinal = errors.New("hub: the stream was ended by its publisher")
 
+// ErrFull is returned when a bound would be passed (more channels than
+// MaxChannels, or a store past its memory bound): the caller refuses the
+// request rather than grow, and the client tries again later.
+var ErrFull = errors.New("hub: at capacity")
+
+// GapEvent is the type of the event that starts a resumed subscription
+// when events after the client's id may have been lost.
+const GapEvent = "gap"
+
 // ErrClosed ends subscriptions when the broker closes.
 var ErrClosed = errors.New("hub: closed")
 
@@ -132,20 +144,66 @@ var ErrClosed = errors.New("hub: closed")
 // cannot be done now, and may work later.
 var ErrUnavailable = errors.New("hub: broker unavailable")
 
-// Options configure a broker.
+// Options configure a broker. Every bound has a default, so that a
+// broker made with Options{} cannot be made to grow without limit.
 type Options struct {
-	History  int             // events kept per channel (default 1000)
-	Queue    int             // events a subscriber may be behind before it is dropped (default 256)
-	Funcs    map[string]Func // per-subscriber functions by name
-	Observer Observer        // may be nil
+	History int // events kept per channel (default 1000)
+	// State names channels of state rather than events, such as a viewer
+	// count: each holds only its latest value, and a subscriber that falls
+	// behind skips to it instead of being dropped. Publish their values
+	// with NoID: they are not part of a stream's id sequence.
+	State []string
+	// HistoryBytes bounds the history of all channels together, slots and
+	// channels included (default 64 MiB); past it the oldest events of all
+	// channels go first. ChannelBytes bounds one channel's (default 8 MiB).
+	HistoryBytes int64
+	ChannelBytes int64
+	// MaxChannels bounds how many channels exist at once (default
+	// 100,000); past it, what would make a channel gets ErrFull.
+	MaxChannels int
+	// IdleTTL: a channel that nobody listens to and nobody publishes to
+	// for this long is forgotten with its history (default 10 minutes).
+	IdleTTL time.Duration
+	// StoreBytes (Redis only) refuses publishes with ErrFull while the
+	// Redis server's used_memory is past it (default 200 MiB).
+	StoreBytes int64
+	Queue      int             // events a subscriber may be behind before it is dropped (default 256)
+	Funcs      map[string]Func // per-subscriber functions by name
+	Observer   Observer        // may be nil
 }
+
+// Defaults of Options.
+const (
+	DefaultHistory      = 1000
+	DefaultHistoryBytes = 64 << 20
+	DefaultChannelBytes = 8 << 20
+	DefaultMaxChannels  = 100_000
+	DefaultIdleTTL      = 10 * time.Minute
+	DefaultQueue        = 256
+	DefaultStoreBytes   = 200 << 20
+)
 
 func (o Options) withDefaults() Options {
 	if o.History <= 0 {
-		o.History = 1000
+		o.History = DefaultHistory
+	}
+	if o.HistoryBytes <= 0 {
+		o.HistoryBytes = DefaultHistoryBytes
+	}
+	if o.ChannelBytes <= 0 {
+		o.ChannelBytes = DefaultChannelBytes
+	}
+	if o.MaxChannels <= 0 {
+		o.MaxChannels = DefaultMaxChannels
+	}
+	if o.IdleTTL <= 0 {
+		o.IdleTTL = DefaultIdleTTL
+	}
+	if o.StoreBytes <= 0 {
+		o.StoreBytes = DefaultStoreBytes
 	}
 	if o.Queue <= 0 {
-		o.Queue = 256
+		o.Queue = DefaultQueue
 	}
 	if o.Queue > o.History {
 		o.Queue = o.History // a cursor must never point outside the log

@@ -29,3 +29,6 @@ func parseKey(id string) (key, bool) {
 	}
 	return key{hi: h, lo: l}, true
 }
+
+// String is the key as the memory broker's id: a decimal number.
+func (a key) String() string { return strconv.FormatUint(a.hi, 10) }

@@ -18,19 +18,36 @@ var _ Broker = (*Memory)(nil)
 
 // NewMemory returns an in-memory broker. Its ids are integers that start
 // at the boot time in microseconds, so they keep increasing across
-// restarts and an id from before a restart is never mistaken for a new one.
+// restarts: an id from before a restart is below every id of this run,
+// and a client that resumes from one is told of the gap and given every
+// event this run holds.
 func NewMemory(o Options) *Memory {
-	return &Memory{e: newEngine(o), seq: uint64(time.Now().UnixMicro())}
+	m := &Memory{seq: uint64(time.Now().UnixMicro())}
+	// A channel made now starts at the current id: what came before was
+	// not seen here, or was forgotten with the channel.
+	m.e = newEngine(o, func() key { return key{hi: m.seq} })
+	return m
 }
 
-// Publish appends m to every channel, with one id for all of them.
+// Publish appends m to every channel, with one id for all of them. It
+// returns ErrFull, publishing nothing, when a channel would have to be
+// made past MaxChannels.
 func (m *Memory) Publish(_ context.Context, channels []string, msg Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for _, name := range channels {
+		ch, err := m.e.channel(name)
+		if err != nil {
+			return err
+		}
+		ch.mu.Unlock()
+	}
 	m.seq++
 	id := strconv.FormatUint(m.seq, 10)
 	for _, name := range channels {
-		m.e.append(name, id, key{hi: m.seq}, msg)
+		if err := m.e.append(name, id, key{hi: m.seq}, msg); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -40,31 +57,41 @@ func (m *Memory) Publish(_ context.Context, channels []string, msg Message) erro
 func (m *Memory) Subscribe(_ context.Context, r Request) (*Subscription, error) {
 	m.mu.Lock() // no publish between finding the start and registering
 	defer m.mu.Unlock()
-	return m.e.subscribe(r, replayStart(m.e, r)), nil
+	from, placed := m.replayStart(r)
+	return m.e.subscribe(r, from, placed)
 }
 
-// replayStart says where each channel's cursor starts: after LastID if it
-// is still in the history of one of the channels, else the latest Recent
-// events, else live.
-func replayStart(e *engine, r Request) func(*channel) uint64 {
-	if r.LastID != "" {
-		k, ok := e.keyOf(r.Channels, r.LastID)
-		if !ok {
-			return nil // an id no longer in the history replays nothing
-		}
-		return func(ch *channel) uint64 { return ch.after(k) }
+// replayStart says where each channel's cursor starts: after LastID, else
+// the latest Recent events, else live. An id it cannot place (malformed,
+// or from the future) starts as a new subscription would, with a gap.
+func (m *Memory) replayStart(r Request) (start, bool) {
+	recent := func(ch *channel) uint64 {
+		return max(ch.start, ch.head-min(ch.head, uint64(r.Recent)))
 	}
-	if r.Recent > 0 {
-		return func(ch *channel) uint64 {
-			return max(ch.oldest(), ch.head-min(ch.head, uint64(r.Recent)))
+	fresh := func(ch *channel) uint64 {
+		if r.Recent > 0 {
+			return recent(ch)
 		}
+		return ch.head
 	}
-	return nil
+	if r.LastID == "" {
+		if r.Recent > 0 {
+			return func(ch *channel) (uint64, bool) { return recent(ch), false }, true
+		}
+		return nil, true
+	}
+	k, ok := m.e.keyOf(r.Channels, r.LastID)
+	if !ok || m.seq < k.hi {
+		return func(ch *channel) (uint64, bool) { return fresh(ch), true }, false
+	}
+	return func(ch *channel) (uint64, bool) {
+		pos, whole := ch.after(k)
+		return pos, !whole
+	}, true
 }
 
-// keyOf finds the event with wire id id in the channels' history and
-// returns its key: a broker id directly, a publisher's own id by a scan of
-// the (bounded) history.
+// keyOf places a client's id: a broker id is its own key; a publisher's
+// own id (Message.ID) is found by a scan of the (bounded) history.
 func (e *engine) keyOf(channels []string, id string) (key, bool) {
 	for _, name := range channels {
 		ch := e.lookup(name)
@@ -89,7 +116,7 @@ func (e *engine) keyOf(channels []string, id string) (key, bool) {
 			return k, true
 		}
 	}
-	return key{}, false
+	return parseKey(id)
 }
 
 // Subscribers lists the subscribers of any of the channels.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,8 +18,11 @@ import (
 )
 
 // Redis is the broker for several instances: every channel is a Redis
-// Stream. Publish is one XADD (with an approximate MAXLEN as the history
-// bound), which gives the event its id. Each process runs one blocking
+// Stream. Publish is one script that XADDs (with an approximate MAXLEN as
+// the history bound), which gives the event its id, records when the
+// stream was born, and sets both keys to expire after IdleTTL; a channel
+// with local subscribers has its expiry renewed by the heartbeat, so only
+// channels that nobody listens to and nobody publishes to expire. Each process runs one blocking
 // XREAD loop per channel that has local subscribers and appends what it
 // reads to the same local logs the memory broker uses, so fan-out stays in
 // process. Replay after Last-Event-ID reads the stream with XRANGE, so it
@@ -36,6 +40,12 @@ type Redis struct {
 	wg       sync.WaitGroup
 	instance string
 
+	// The store's memory bound: used is Redis's used_memory when last
+	// read, since what this instance has published since.
+	memMu     sync.Mutex
+	memAt     time.Time
+	memUsed   int64
+	memSince  int64
 	mu        sync.Mutex
 	followers map[string]*follower
 	presence  map[string]presence // subscription id -> its presence record
@@ -55,6 +65,10 @@ const (
 )
 
 func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
+
+// floorKey holds the id below which a stream's events may have been lost
+// (see publishScript).
+func floorKey(channel string) string { return keyPrefix + "floor:" + channel }
 
 // NewRedis connects to the Redis server at url (redis://host:port/db).
 func NewRedis(ctx context.Context, url string, o Options, log *slog.Logger) (*Redis, error) {
@@ -77,7 +91,7 @@ func NewRedis(ctx context.Context, url string, o Options, log *slog.Logger) (*Re
 	rand.Read(id)
 	bctx, cancel := context.WithCancel(context.Background())
 	r := &Redis{
-		rdb: rdb, e: newEngine(o), log: log, ctx: bctx, cancel: cancel,
+		rdb: rdb, e: newEngine(o, func() key { return key{} }), log: log, ctx: bctx, cancel: cancel,
 		instance:  hex.EncodeToString(id),
 		followers: map[string]*follower{},
 		presence:  map[string]presence{},
@@ -98,23 +112,107 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 func unavailable(err error) error { return fmt.Errorf("%w: %v", ErrUnavailable, err) }
 
-// Publish adds m to each channel's stream.
+// publishScript adds one event to each of n streams: KEYS are stream and
+// floor key pairs, ARGV the expiry in ms, n, each stream's history bound,
+// then the event's fields. It returns the ids.
+//
+// A stream's floor key holds the id below which events may have been lost
+// to it: its birth (the first event since it was last made, or when a
+// subscriber first asked for it), raised to the last event trimmed away.
+// Redis keeps no such mark itself (XINFO's max-deleted-entry-id counts
+// XDEL, not trimming), so the script trims: when the stream is a sixteenth
+// past its bound, it reads the ids it will remove, trims exactly, and
+// raises the floor to the last of them.
+var publishScript = redis.NewScript(`
+local function less(a, b)
+  local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+  local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+local ttl, n = ARGV[1], tonumber(ARGV[2])
+local fields = {}
+for i = n + 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local ids = {}
+for i = 1, n do
+  local stream, floor, bound = KEYS[2*i-1], KEYS[2*i], tonumber(ARGV[2+i])
+  local fresh = redis.call('EXISTS', stream) == 0
+  local id = redis.call('XADD', stream, '*', unpack(fields))
+  if fresh then redis.call('SET', floor, id, 'NX') end
+  local len = redis.call('XLEN', stream)
+  if len > bound + math.floor(bound / 16) then
+    local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - bound)
+    local last = gone[#gone][1]
+    redis.call('XTRIM', stream, 'MAXLEN', '=', bound)
+    local was = redis.call('GET', floor)
+    if not was or less(was, last) then redis.call('SET', floor, last) end
+  end
+  redis.call('PEXPIRE', stream, ttl)
+  redis.call('PEXPIRE', floor, ttl)
+  ids[i] = id
+end
+return ids
+`)
+
+// Publish adds m to each channel's stream, or returns ErrFull while Redis
+// holds more than StoreBytes.
 func (r *Redis) Publish(ctx context.Context, channels []string, m Message) error {
-	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, name := range channels {
-			p.XAdd(ctx, &redis.XAddArgs{
-				Stream: streamKey(name),
-				MaxLen: int64(r.e.opts.History),
-				Approx: true,
-				Values: encodeMessage(m),
-			})
-		}
-		return nil
-	})
-	if err != nil {
+	fields := encodeMessage(m)
+	size := 0
+	for _, f := range fields {
+		size += len(f.(string))
+	}
+	if err := r.roomFor(ctx, size*len(channels)); err != nil {
+		return err
+	}
+	keys := make([]string, 0, 2*len(channels))
+	args := []any{r.e.opts.IdleTTL.Milliseconds(), len(channels)}
+	for _, name := range channels {
+		keys = append(keys, streamKey(name), floorKey(name))
+		args = append(args, r.maxLen(name))
+	}
+	if err := publishScript.Run(ctx, r.rdb, keys, append(args, fields...)...).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
+}
+
+func (r *Redis) maxLen(channel string) int {
+	if slices.Contains(r.e.opts.State, channel) {
+		return 1
+	}
+	return r.e.opts.History
+}
+
+// roomFor refuses a publish while Redis holds more than StoreBytes. It
+// reads used_memory at most once a second or after each MiB this instance
+// published, so instances together pass the bound by little.
+func (r *Redis) roomFor(ctx context.Context, n int) error {
+	r.memMu.Lock()
+	defer r.memMu.Unlock()
+	if time.Since(r.memAt) > time.Second || r.memSince > 1<<20 {
+		info, err := r.rdb.Info(ctx, "memory").Result()
+		if err != nil {
+			return unavailable(err)
+		}
+		r.memUsed, r.memAt, r.memSince = usedMemory(info), time.Now(), 0
+	}
+	if r.memUsed+r.memSince > r.e.opts.StoreBytes {
+		return fmt.Errorf("%w: Redis holds %d bytes, past the bound of %d", ErrFull, r.memUsed+r.memSince, r.e.opts.StoreBytes)
+	}
+	r.memSince += int64(n)
+	return nil
+}
+
+// usedMemory reads used_memory from INFO memory.
+func usedMemory(info string) int64 {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // encodeMessage is a message as stream fields; empty fields are left out.
@@ -169,16 +267,23 @@ func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, erro
 	// encoded here: their id is the stream's, which the local logs may lack.
 	live := req
 	live.Initial = nil
-	s := r.e.subscribe(live, nil)
-	replay, skip, final, latest, err := r.replay(ctx, req, s.props)
+	s, err := r.e.subscribe(live, nil, true)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	rp, err := r.replay(ctx, req, s.props)
 	if err != nil {
 		s.Close()
 		release()
 		return nil, err
 	}
-	s.replay, s.skip, s.final = replay, skip, final
+	s.replay, s.skip, s.final = rp.frames, rp.skip, rp.final
+	if rp.gap {
+		s.initial = gapEvent(req.LastID, !rp.unplaced).AppendTo(s.initial)
+	}
 	for _, ev := range req.Initial {
-		ev.ID = latest
+		ev.ID = rp.latest
 		s.initial = ev.AppendTo(s.initial)
 	}
 	rec, _ := json.Marshal(Subscriber{ID: r.instance + "-" + s.id, Channels: req.Channels, Props: req.Props})
@@ -219,93 +324,143 @@ type presence struct {
 	record   string // a Subscriber as JSON
 }
 
-// replay reads what the subscriber must see before live events: after
-// LastID when a stream still holds it, else the Recent latest. It returns
-// the encoded events, per channel the last key replayed, whether the
-// replay ends with a Final event, and the id that initial events carry.
-func (r *Redis) replay(ctx context.Context, req Request, props Props) (frames [][]byte, skip []key, final bool, latest string, err error) {
-	skip = make([]key, len(req.Channels))
+// replayed is what a subscriber must see before live events.
+type replayed struct {
+	frames [][]byte // encoded events
+	skip   []key    // per channel: the last key the replay covered
+	final  bool     // the replay ends with a Final event
+	latest string   // the id initial events carry
+	gap    bool     // events after LastID may have been lost
+	// unplaced: LastID is not an id this store gave (malformed, from the
+	// future); the replay is what a new subscription gets
+	unplaced bool
+}
+
+// replay reads what the subscriber must see before live events: what the
+// streams hold after LastID, else the Recent latest.
+func (r *Redis) replay(ctx context.Context, req Request, props Props) (replayed, error) {
+	rp := replayed{skip: make([]key, len(req.Channels)), latest: "0"}
 	encode := func(i int, msgs []redis.XMessage) {
 		for _, xm := range msgs {
 			k, ok := parseKey(xm.ID)
-			if !ok || final {
+			if !ok || rp.final {
 				continue
 			}
 			en := r.e.newEntry(k, xm.ID, toMessage(xm.Values))
-			frames = append(frames, en.appendTo(nil, props))
-			skip[i] = k
-			final = en.final
+			rp.frames = append(rp.frames, en.appendTo(nil, props))
+			rp.skip[i] = k
+			rp.final = en.final
 		}
 	}
-	latest = "0"
-	for _, name := range req.Channels {
-		top, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", 1).Result()
+	states := make([]streamState, len(req.Channels))
+	for i, name := range req.Channels {
+		st, err := r.state(ctx, name)
 		if err != nil {
-			return nil, nil, false, "", unavailable(err)
+			return replayed{}, err
 		}
-		if len(top) > 0 && idLess(latest, top[0].ID) {
-			latest = top[0].ID
+		states[i] = st
+		if idLess(rp.latest, st.last) {
+			rp.latest = st.last
 		}
 	}
-	switch {
-	case req.LastID != "":
-		last, held, err := r.streamID(ctx, req.Channels, req.LastID)
+	if req.LastID != "" {
+		last, k, placed, err := r.place(ctx, req.Channels, req.LastID, states)
 		if err != nil {
-			return nil, nil, false, "", err
+			return replayed{}, err
 		}
-		if !held {
-			return nil, skip, false, latest, nil // an id no longer in the history replays nothing
-		}
-		k, _ := parseKey(last)
-		for i := range skip {
-			skip[i] = k // the client has everything up to its id
-		}
-		for i, name := range req.Channels {
-			msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.e.opts.History)).Result()
-			if err != nil {
-				return nil, nil, false, "", unavailable(err)
+		if placed {
+			for i, name := range req.Channels {
+				rp.skip[i] = k // the client has everything up to its id
+				if k.less(states[i].floor) {
+					rp.gap = true
+				}
+				msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.e.opts.History)).Result()
+				if err != nil {
+					return replayed{}, unavailable(err)
+				}
+				encode(i, msgs)
 			}
-			encode(i, msgs)
+			if !rp.gap {
+				rp.latest = req.LastID // initial events mark where replay starts
+			}
+			return rp, nil
 		}
-		return frames, skip, final, req.LastID, nil
-	case req.Recent > 0:
+		rp.gap, rp.unplaced = true, true // what a new subscription gets
+	}
+	if req.Recent > 0 {
 		for i, name := range req.Channels {
 			msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
 			if err != nil {
-				return nil, nil, false, "", unavailable(err)
+				return replayed{}, unavailable(err)
 			}
 			slices.Reverse(msgs)
 			encode(i, msgs)
 		}
 	}
-	return frames, skip, final, latest, nil
+	return rp, nil
 }
 
-// streamID finds the stream id of the event a client last saw: a stream
-// id itself, or a publisher's own id (Message.ID) found by a scan of the
-// bounded history.
-func (r *Redis) streamID(ctx context.Context, channels []string, id string) (string, bool, error) {
-	for _, name := range channels {
-		if _, ok := parseKey(id); ok {
-			got, err := r.rdb.XRangeN(ctx, streamKey(name), id, id, 1).Result()
-			if err != nil {
-				return "", false, unavailable(err)
-			}
-			if len(got) > 0 && toMessage(got[0].Values).ID == "" {
-				return id, true, nil
-			}
+// streamState is what replay needs to know of a stream.
+type streamState struct {
+	exists bool   // the stream has events
+	last   string // the newest id given, or the birth id of a stream with none
+	floor  key    // ids below it may have been lost: trimmed, or before the stream was born
+}
+
+func (r *Redis) state(ctx context.Context, channel string) (streamState, error) {
+	var info *redis.XInfoStreamCmd
+	var floor *redis.StringCmd
+	_, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		// A stream not made yet is born now: a client told this id and
+		// resuming from it has missed nothing that comes later.
+		now := strconv.FormatInt(time.Now().UnixMilli(), 10) + "-0"
+		pl.SetNX(ctx, floorKey(channel), now, r.e.opts.IdleTTL)
+		info = pl.XInfoStream(ctx, streamKey(channel))
+		floor = pl.Get(ctx, floorKey(channel))
+		return nil
+	})
+	missing := info.Err() != nil && strings.Contains(info.Err().Error(), "no such key")
+	if err != nil && !missing {
+		return streamState{}, unavailable(err)
+	}
+	st := streamState{exists: !missing, last: floor.Val()}
+	if k, ok := parseKey(floor.Val()); ok {
+		st.floor = k
+	}
+	if missing {
+		return st, nil
+	}
+	st.last = info.Val().LastGeneratedID
+	return st, nil
+}
+
+// place finds where a client's id stands in the streams: a stream id, a
+// publisher's own id (Message.ID) found by a scan of the bounded history,
+// or, ids being ordered, any id up to the newest given. It returns the
+// stream id to read after, and its key.
+func (r *Redis) place(ctx context.Context, channels []string, id string, states []streamState) (string, key, bool, error) {
+	newest := key{}
+	for _, st := range states {
+		if l, _ := parseKey(st.last); newest.less(l) {
+			newest = l
 		}
+	}
+	if k, ok := parseKey(id); ok && !newest.less(k) {
+		return strconv.FormatUint(k.hi, 10) + "-" + strconv.FormatUint(k.lo, 10), k, true, nil
+	}
+	for _, name := range channels {
 		msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(r.e.opts.History)).Result()
 		if err != nil {
-			return "", false, unavailable(err)
+			return "", key{}, false, unavailable(err)
 		}
 		for _, xm := range msgs {
-			if toMessage(xm.Values).ID == id {
-				return xm.ID, true, nil
+			if own := toMessage(xm.Values).ID; own != "" && own == id {
+				k, _ := parseKey(xm.ID)
+				return xm.ID, k, true, nil
 			}
 		}
 	}
-	return "", false, nil
+	return "", key{}, false, nil // malformed, or from the future: not an id given here
 }
 
 // follow makes sure one XREAD loop runs for the channel in this process.
@@ -376,7 +531,9 @@ func (r *Redis) run(ctx context.Context, name, last string) {
 		for _, st := range res {
 			for _, xm := range st.Messages {
 				if k, ok := parseKey(xm.ID); ok {
-					r.e.append(name, xm.ID, k, toMessage(xm.Values))
+					if err := r.e.append(name, xm.ID, k, toMessage(xm.Values)); err != nil {
+						r.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
+					}
 				}
 				last = xm.ID
 			}
@@ -431,6 +588,9 @@ func (r *Redis) heartbeat() {
 			for ch, recs := range byChannel {
 				pl.HSet(r.ctx, r.presenceKey(ch), recs...)
 				pl.Expire(r.ctx, r.presenceKey(ch), presenceTTL)
+				// A channel that is listened to does not expire.
+				pl.PExpire(r.ctx, streamKey(ch), r.e.opts.IdleTTL)
+				pl.PExpire(r.ctx, floorKey(ch), r.e.opts.IdleTTL)
 			}
 			return nil
 		})
