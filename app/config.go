@@ -7,23 +7,32 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
+
+	"sselab/app/hub"
 )
 
 // Config is everything `sselab serve` can be told.
 type Config struct {
-	Addr       string        // listen address
-	Keepalive  time.Duration // comment interval on long-lived streams
-	Retry      time.Duration // retry: sent by the time feed
-	History    int           // events kept per channel for replay
-	Queue      int           // events a subscriber may fall behind before it is dropped
-	MaxStreams int           // open streams before 503
-	RedisURL   string        // channels through Redis when set
-	SessionKey string        // signs chat session cookies; empty: random, or shared through Redis
-	JSON       bool          // token data must be JSON
-	IDs        bool          // token events carry ids
-	Debug      bool          // debug logging
-	Pprof      string        // address of the pprof listener; empty: none
+	Addr      string        // listen address
+	Keepalive time.Duration // comment interval on long-lived streams
+	Retry     time.Duration // retry: sent by the time feed
+	History   int           // events kept per channel for replay
+	// Bounds on what clients can make the server hold (see hub.Options).
+	HistoryBytes int64         // all channels' history together
+	ChannelBytes int64         // one channel's history
+	MaxChannels  int           // channels held at once
+	ChannelTTL   time.Duration // an idle channel with no listener is forgotten after this
+	RedisMemory  int64         // with -redis: publishes refused while Redis uses more
+	Queue        int           // events a subscriber may fall behind before it is dropped
+	MaxStreams   int           // open streams before 503
+	RedisURL     string        // channels through Redis when set
+	SessionKey   string        // signs chat session cookies; empty: random, or shared through Redis
+	JSON         bool          // token data must be JSON
+	IDs          bool          // token events carry ids
+	Debug        bool          // debug logging
+	Pprof        string        // address of the pprof listener; empty: none
 }
 
 // DefaultConfig is the configuration with no flags.
@@ -32,9 +41,15 @@ func DefaultConfig() Config {
 		Addr:       "localhost:8080",
 		Keepalive:  15 * time.Second,
 		Retry:      time.Second,
-		History:    1000,
-		Queue:      256,
+		History:    hub.DefaultHistory,
+		Queue:      hub.DefaultQueue,
 		MaxStreams: 10000,
+
+		HistoryBytes: hub.DefaultHistoryBytes,
+		ChannelBytes: hub.DefaultChannelBytes,
+		MaxChannels:  hub.DefaultMaxChannels,
+		ChannelTTL:   hub.DefaultIdleTTL,
+		RedisMemory:  hub.DefaultStoreBytes,
 	}
 }
 
@@ -68,6 +83,19 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return positiveDuration(s, &cfg.Retry)
 	})
 	fs.IntVar(&cfg.History, "history", cfg.History, "events kept per channel for Last-Event-ID replay")
+	fs.Func("history-bytes", "bytes of history of all channels together, e.g. 64MiB; past it the oldest events go first (default 64MiB)", func(s string) error {
+		return byteSize(s, &cfg.HistoryBytes)
+	})
+	fs.Func("channel-bytes", "bytes of history of one channel (default 8MiB)", func(s string) error {
+		return byteSize(s, &cfg.ChannelBytes)
+	})
+	fs.IntVar(&cfg.MaxChannels, "max-channels", cfg.MaxChannels, "channels held at once; past it, publishing to or listening on a new channel is refused")
+	fs.Func("channel-ttl", "a channel nobody listens to or publishes to is forgotten, with its history, after this (default 10m)", func(s string) error {
+		return positiveDuration(s, &cfg.ChannelTTL)
+	})
+	fs.Func("redis-max-memory", "with -redis: refuse publishes while Redis uses more than this (default 200MiB)", func(s string) error {
+		return byteSize(s, &cfg.RedisMemory)
+	})
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "events a subscriber may fall behind before it is disconnected")
 	fs.IntVar(&cfg.MaxStreams, "max-streams", cfg.MaxStreams, "open streams before new ones get 503")
 	fs.StringVar(&cfg.RedisURL, "redis", cfg.RedisURL, "Redis URL, e.g. redis://localhost:6379/0 (env REDIS_URL); empty: in memory")
@@ -104,6 +132,8 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return Config{}, errors.New("-queue must be at least 1")
 	case cfg.MaxStreams < 1:
 		return Config{}, errors.New("-max-streams must be at least 1")
+	case cfg.MaxChannels < 1:
+		return Config{}, errors.New("-max-channels must be at least 1")
 	}
 	return cfg, nil
 }
@@ -115,4 +145,23 @@ func positiveDuration(s string, d *time.Duration) error {
 	}
 	*d = v
 	return nil
+}
+
+// byteSize reads a size such as 65536, 512KiB, 64MiB or 1GiB.
+func byteSize(s string, n *int64) error {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(num, 10, 64)
+			if err != nil || v <= 0 || v > (1<<50)/u.mult {
+				break
+			}
+			*n = v * u.mult
+			return nil
+		}
+	}
+	return errors.New("want a positive size such as 65536, 512KiB, 64MiB or 1GiB")
 }

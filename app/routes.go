@@ -17,7 +17,8 @@ type route struct {
 	methods []string
 	path    string
 	handler echo.HandlerFunc
-	stream  bool   // text/event-stream: no gzip, counted, capped, ended on shutdown
+	stream  bool   // text/event-stream: no gzip, counted, capped, cut on shutdown
+	changes bool   // changes state on GET too: cross-origin requests refused
 	doc     string // for the route table
 	curl    string // for the route table; {base} becomes the site's URL
 }
@@ -62,8 +63,8 @@ func routes(h *handlerSet) []route {
 		{methods: get, path: "/time/sendTime", handler: h.time.Send, stream: true,
 			doc:  "One time event per short response; ?mode=stream&interval=250ms for one long-lived stream.",
 			curl: "curl -N {base}/time/sendTime?mode=stream&interval=250ms"},
-		{methods: getPost, path: "/time/timeSwitch", handler: h.time.ToggleFeed, doc: "Toggle the feed (it starts off).", curl: "curl -X POST {base}/time/timeSwitch"},
-		{methods: getPost, path: "/time/typeSwitch", handler: h.time.ToggleType, doc: "Toggle the content-type switch: sendTime answers text/plain.", curl: "curl -X POST {base}/time/typeSwitch"},
+		{methods: getPost, path: "/time/timeSwitch", handler: h.time.ToggleFeed, changes: true, doc: "Toggle the feed (it starts off).", curl: "curl -X POST {base}/time/timeSwitch"},
+		{methods: getPost, path: "/time/typeSwitch", handler: h.time.ToggleType, changes: true, doc: "Toggle the content-type switch: sendTime answers text/plain.", curl: "curl -X POST {base}/time/typeSwitch"},
 		{methods: get, path: "/time/status", handler: h.time.Status, doc: "Both switches as JSON.", curl: "curl {base}/time/status"},
 
 		{methods: get, path: "/eventsource/page", handler: h.gen.Page, doc: "Finite generator page (the Pylons seed).", curl: "curl {base}/eventsource/page"},

@@ -28,6 +28,10 @@ import (
 // within 5 seconds of SIGINT or SIGTERM.
 const ShutdownTimeout = 4 * time.Second
 
+// StreamGrace is how long a stream has, after shutdown begins, to take
+// its last bytes; a write still blocked then fails.
+const StreamGrace = time.Second
+
 const usage = `usage:
   sselab [serve] [flags]                                   serve the site (sselab serve -h lists the flags)
   sselab client [-H host] [-P port] [-r ms] [-d] TOKEN     follow a token's stream, print its events
@@ -90,9 +94,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
-	stopping, stop := context.WithCancel(context.Background())
-	defer stop()
-	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key})
+	stopping, stop := context.WithCancelCause(context.Background())
+	defer stop(nil)
+	streams := NewStreams(cfg.MaxStreams, m, logger)
+	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key, Streams: streams})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -105,13 +110,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		// Every request's context derives from this one, and Shutdown
-		// cancels it once the listeners are closed (RegisterOnShutdown):
-		// every stream loop returns, its response is finished rather than
-		// reset, its connection goes idle and Shutdown completes. It costs
-		// nothing per request, unlike a context derived for each stream.
+		// cancels it with ErrShutdown once the listeners are closed
+		// (RegisterOnShutdown): every stream loop returns, sends its
+		// parting retry:, its response is finished rather than reset, its
+		// connection goes idle and Shutdown completes. It costs nothing per
+		// request, unlike a context derived for each stream.
 		BaseContext: func(net.Listener) context.Context { return stopping },
 	}
-	srv.RegisterOnShutdown(stop)
+	srv.RegisterOnShutdown(func() {
+		stop(ErrShutdown)
+		// A write blocked on a client that stopped reading would hold its
+		// stream, and Shutdown, for ever: it fails after this grace.
+		streams.Cut(time.Now().Add(StreamGrace))
+	})
 
 	if cfg.Pprof != "" {
 		_, stopPprof, err := servePprof(cfg.Pprof, logger)
@@ -133,8 +144,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
+		// Streams were cut already; what is left is connections that did
+		// not go idle in time. Closing them is still a clean exit.
+		logger.Warn("shutdown: closing the connections left", "err", err)
 		srv.Close()
-		return fmt.Errorf("graceful shutdown: %w", err)
 	}
 	<-errc // Serve has returned ErrServerClosed
 	logger.Info("stopped")
@@ -143,16 +156,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 // newBroker is the in-memory broker, or Redis when a URL is given.
 func newBroker(ctx context.Context, cfg Config, m *metrics.Metrics, logger *slog.Logger) (hub.Broker, error) {
-	opts := hub.Options{
-		History:  cfg.History,
-		Queue:    cfg.Queue,
-		Funcs:    map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
-		Observer: m,
-	}
+	opts := BrokerOptions(cfg, m)
 	if cfg.RedisURL == "" {
 		return hub.NewMemory(opts), nil
 	}
 	return hub.NewRedis(ctx, cfg.RedisURL, opts, logger)
+}
+
+// BrokerOptions are the hub's options for a configuration: its bounds,
+// and what the demos register with it.
+func BrokerOptions(cfg Config, o hub.Observer) hub.Options {
+	return hub.Options{
+		History:      cfg.History,
+		HistoryBytes: cfg.HistoryBytes,
+		ChannelBytes: cfg.ChannelBytes,
+		MaxChannels:  cfg.MaxChannels,
+		IdleTTL:      cfg.ChannelTTL,
+		StoreBytes:   cfg.RedisMemory,
+		Queue:        cfg.Queue,
+		Funcs:        map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
+		State:        []string{handlers.ViewersChannel},
+		Observer:     o,
+	}
 }
 
 // sessionKey is the key that signs session cookies: derived from

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 
 	"sselab/app/hub"
 	"sselab/app/metrics"
+	"sselab/app/sse"
 	"sselab/app/timefeed"
+	"sselab/handlers"
 )
 
 // Deps is everything a server needs. Tests build their own.
@@ -28,6 +31,8 @@ type Deps struct {
 	// SessionKey signs the chat's session cookies; instances serving one
 	// site must share it.
 	SessionKey []byte
+	// Streams knows the open streams; nil makes one from Config.
+	Streams *Streams
 }
 
 // NewServer builds the site: the Echo server with its middleware, error
@@ -41,6 +46,9 @@ type Deps struct {
 // Content-Encoding (and hold events back where Flush is not passed
 // through), never sees a stream.
 func NewServer(d Deps) http.Handler {
+	if d.Streams == nil {
+		d.Streams = NewStreams(d.Config.MaxStreams, d.Metrics, d.Logger)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	// The client address is the connection's: X-Forwarded-For is trusted
@@ -51,41 +59,111 @@ func NewServer(d Deps) http.Handler {
 	e.HTTPErrorHandler = errorHandler(d.Logger, d.Metrics, h.site.NotFound)
 	pages := []echo.MiddlewareFunc{
 		middleware.Recover(),
-		middleware.BodyLimit("64K"), // the chat's 4096-byte message is checked with its own reason
+		limitBody,
 		requestLogger(d.Logger, d.Metrics),
 		middleware.Gzip(),
 	}
-	streams := &streamLimit{max: int64(d.Config.MaxStreams), m: d.Metrics, log: d.Logger}
-	for _, r := range routes(h) {
-		if r.stream {
-			e.Match(r.methods, r.path, r.handler, streams.middleware)
-		} else {
-			e.Match(r.methods, r.path, r.handler, pages...)
-		}
-	}
-
 	// Refuse cross-origin POSTs (by Sec-Fetch-Site, else Origin vs Host).
 	// Requests with neither header, such as curl's, pass.
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "cross-origin request refused: this site accepts state-changing requests only from its own pages", http.StatusForbidden)
+		http.Error(w, crossOrigin, http.StatusForbidden)
 	}))
+	for _, r := range routes(h) {
+		switch {
+		case r.stream:
+			e.Match(r.methods, r.path, r.handler, d.Streams.middleware)
+		case r.changes:
+			e.Match(r.methods, r.path, r.handler, append(pages, sameOrigin(cop))...)
+		default:
+			e.Match(r.methods, r.path, r.handler, pages...)
+		}
+	}
 	return cop.Handler(e)
 }
 
-// streamLimit caps open streams and counts them by route.
-type streamLimit struct {
-	open atomic.Int64
+const crossOrigin = "cross-origin request refused: this site accepts state-changing requests only from its own pages"
+
+// sameOrigin refuses cross-origin requests to a route that changes state
+// on GET too (the seed's toggles): http.CrossOriginProtection lets safe
+// methods through, so it is asked as if the request were a POST.
+func sameOrigin(cop *http.CrossOriginProtection) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			asPost := *c.Request()
+			asPost.Method = http.MethodPost
+			if err := cop.Check(&asPost); err != nil {
+				return echo.NewHTTPError(http.StatusForbidden, crossOrigin).WithInternal(err)
+			}
+			return next(c)
+		}
+	}
+}
+
+// BodyTimeout bounds how long a request body may take to arrive, as
+// ReadHeaderTimeout bounds the headers.
+const BodyTimeout = 10 * time.Second
+
+// limitBody bounds what a request may send: at most MaxBody bytes however
+// it is sent (Content-Length, chunked, form-encoded: the bound is on the
+// bytes read), arriving within BodyTimeout. A declared length over the
+// bound is refused before anything is read.
+func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > handlers.MaxBody {
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("the request body is %d bytes; the limit is %d (64 KiB)", r.ContentLength, handlers.MaxBody))
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, handlers.MaxBody)
+		// Not cleared after the handler: the server reads what is left of
+		// a body after the handler within it too, and the next request on
+		// the connection sets its own.
+		http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(BodyTimeout))
+		return next(c)
+	}
+}
+
+// ErrShutdown is the cause with which the server's base context ends on
+// SIGINT or SIGTERM.
+var ErrShutdown = errors.New("the server is shutting down")
+
+// Streams caps open streams, counts them by route, and ends them well on
+// shutdown: it knows every open stream, so that Shutdown can cut the
+// writes blocked on clients that stopped reading.
+type Streams struct {
 	max  int64
 	m    *metrics.Metrics
 	log  *slog.Logger
+	open atomic.Int64
+
+	mu   sync.Mutex
+	live map[*http.ResponseController]struct{}
 }
 
-// middleware is all a stream route has: the cap, the gauge, and, when the
-// stream ends, the log line, the request count and recovery from a panic.
-// Streams end on shutdown because every request's context comes from the
-// server's base context, which Run cancels (see run.go).
-func (l *streamLimit) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+// NewStreams makes the stream registry of one server.
+func NewStreams(max int, m *metrics.Metrics, log *slog.Logger) *Streams {
+	return &Streams{max: int64(max), m: m, log: log, live: map[*http.ResponseController]struct{}{}}
+}
+
+// Cut makes every write to an open stream that has not finished by the
+// deadline fail: on shutdown, a client that stopped reading cannot hold
+// its stream, nor the server, open.
+func (l *Streams) Cut(deadline time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for rc := range l.live {
+		rc.SetWriteDeadline(deadline)
+	}
+}
+
+// middleware is all a stream route has: the cap (a refusal the browser
+// recovers from, rule 7), the gauge, the registry, and, when the stream
+// ends, the parting retry on shutdown (rule 8), the log line, the request
+// count and recovery from a panic. Every stream ends on shutdown because
+// every request's context comes from the server's base context, which Run
+// cancels with ErrShutdown (see run.go).
+func (l *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		start := time.Now()
 		defer func() {
@@ -103,15 +181,32 @@ func (l *streamLimit) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}()
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
-			c.Response().Header().Set("Retry-After", "5")
-			return echo.NewHTTPError(http.StatusServiceUnavailable,
-				fmt.Sprintf("too many open streams (the limit is %d); retry later", l.max))
+			return sse.Refuse(c.Response(), fmt.Sprintf("too many open streams (the limit is %d); retry later", l.max),
+				sse.Spread(2*time.Second, 10*time.Second))
 		}
 		defer l.open.Add(-1)
 		g := l.m.OpenStreams.WithLabelValues(c.Path())
 		g.Inc()
 		defer g.Dec()
-		return next(c)
+
+		rc := http.NewResponseController(c.Response())
+		l.mu.Lock()
+		l.live[rc] = struct{}{}
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			delete(l.live, rc)
+			l.mu.Unlock()
+		}()
+		err = next(c)
+		if err == nil && c.Response().Committed && errors.Is(context.Cause(c.Request().Context()), ErrShutdown) {
+			// Come back later, not all at once: the clients of a restarted
+			// instance reconnect spread over 1-5 s.
+			if s, ok := sse.Resume(c.Response()); ok {
+				s.Send(sse.Event{Comment: "the server is restarting", Retry: sse.Spread(time.Second, 5*time.Second), HasRetry: true})
+			}
+		}
+		return err
 	}
 }
 

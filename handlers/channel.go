@@ -30,12 +30,19 @@ type publisher interface {
 // Its deliveries are counted by the hub (sselab_events_delivered_total).
 func serveChannel(c echo.Context, b subscriber, r hub.Request, keepalive time.Duration, joined func()) error {
 	ctx := c.Request().Context()
-	if r.LastID = lastEventID(c); r.LastID != "" {
+	id, err := lastEventID(c)
+	if err != nil {
+		return err
+	}
+	if r.LastID = id; r.LastID != "" {
 		r.Recent = 0
 	}
 	sub, err := b.Subscribe(ctx, r)
+	if errors.Is(err, hub.ErrUnavailable) || errors.Is(err, hub.ErrFull) {
+		return sse.Refuse(c.Response(), refusal(err), sse.Spread(2*time.Second, 10*time.Second))
+	}
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
 	defer sub.Close()
 	if joined != nil {
@@ -71,10 +78,20 @@ func serveChannel(c echo.Context, b subscriber, r hub.Request, keepalive time.Du
 	})
 }
 
-// unavailable turns a broker failure into a 503 with its reason.
-func unavailable(err error) error {
-	if errors.Is(err, hub.ErrUnavailable) {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "the message broker is unavailable; try again shortly").WithInternal(err)
+// refusal is the reason a stream or a publish cannot be served now.
+func refusal(err error) string {
+	if errors.Is(err, hub.ErrFull) {
+		return "the server is at capacity (a bound on channels or stored events); try again later"
+	}
+	return "the message broker is unavailable; try again shortly"
+}
+
+// unavailable turns a broker failure into a 503 with Retry-After and its
+// reason, for the routes that are not streams (rule 7 is for those).
+func unavailable(c echo.Context, err error) error {
+	if errors.Is(err, hub.ErrUnavailable) || errors.Is(err, hub.ErrFull) {
+		c.Response().Header().Set("Retry-After", "5")
+		return echo.NewHTTPError(http.StatusServiceUnavailable, refusal(err)).WithInternal(err)
 	}
 	return err
 }

@@ -69,7 +69,11 @@ func (h *Chat) Page(c echo.Context) error {
 
 // Login sets the session cookie and goes back to the chat.
 func (h *Chat) Login(c echo.Context) error {
-	name := strings.TrimSpace(c.FormValue("user"))
+	name, err := formValue(c, "user")
+	if err != nil {
+		return err
+	}
+	name = strings.TrimSpace(name)
 	if err := validUser(name); err != nil {
 		return badRequest("%v", err)
 	}
@@ -97,7 +101,10 @@ func validUser(name string) error {
 // Post publishes a message. A multi-line message is one event: the encoder
 // sends each line as a data: line of it.
 func (h *Chat) Post(c echo.Context) error {
-	msg := c.FormValue("message")
+	msg, err := formValue(c, "message")
+	if err != nil {
+		return err
+	}
 	switch {
 	case len(msg) > MaxMessageBytes:
 		return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
@@ -113,7 +120,7 @@ func (h *Chat) Post(c echo.Context) error {
 	}
 	line := fmt.Sprintf("[%s] %s: %s", time.Now().Format("15:04:05"), user, msg)
 	if err := h.b.Publish(c.Request().Context(), []string{ChatChannel}, hub.Message{Type: "message", Data: line}); err != nil {
-		return unavailable(err)
+		return unavailable(c, err)
 	}
 	// A plain HTML form (no JavaScript) navigates: send it back to the chat.
 	if strings.Contains(c.Request().Header.Get("Accept"), "text/html") {

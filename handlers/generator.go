@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -61,16 +62,22 @@ func (h *Generator) Send(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	start := 0
-	if id := lastEventID(c); resume && id != "" {
-		k, err := strconv.Atoi(id)
-		if err != nil || k < 0 {
-			return badRequest("Last-Event-ID must be the index of an event, a non-negative integer; got %q", id)
-		}
-		start = k + 1
+	id, err := lastEventID(c)
+	if err != nil {
+		return err
 	}
-	if start >= count {
-		return c.NoContent(http.StatusNoContent)
+	start := 0
+	if resume && id != "" {
+		k, err := strconv.ParseUint(id, 10, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return badRequest("Last-Event-ID must be the index of an event, a non-negative integer; got %s", quote(id))
+		}
+		// An id at or past the last event, whatever its size (one too
+		// large for 64 bits included), leaves nothing to send.
+		if err != nil || k >= uint64(count-1) {
+			return c.NoContent(http.StatusNoContent)
+		}
+		start = int(k) + 1
 	}
 	if buffered {
 		hw := &holdingWriter{ResponseWriter: c.Response().Writer}
@@ -103,17 +110,6 @@ func (h *Generator) Send(c echo.Context) error {
 		}
 	}
 	return nil
-}
-
-func flagParam(c echo.Context, name string) (bool, error) {
-	switch v := c.QueryParam(name); v {
-	case "", "0", "false":
-		return false, nil
-	case "1", "true":
-		return true, nil
-	default:
-		return false, badRequest("%s must be 1 or 0; got %q", name, v)
-	}
 }
 
 // holdingWriter is the seed's lesson in code: a layer that collects the

@@ -16,7 +16,6 @@ import (
 	"sselab/app/metrics"
 	"sselab/app/sse/ssetest"
 	"sselab/app/timefeed"
-	"sselab/handlers"
 )
 
 // Every test must leave no goroutine behind: a stream whose client left
@@ -37,10 +36,7 @@ func newServer(t *testing.T, change ...func(*app.Config)) *testServer {
 		f(&cfg)
 	}
 	ts := &testServer{feed: new(timefeed.Feed), m: metrics.New()}
-	ts.b = hub.NewMemory(hub.Options{
-		History: cfg.History, Queue: cfg.Queue, Observer: ts.m,
-		Funcs: map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
-	})
+	ts.b = hub.NewMemory(app.BrokerOptions(cfg, ts.m))
 	t.Cleanup(func() { ts.b.Close() })
 	ts.e = app.NewServer(app.Deps{
 		Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

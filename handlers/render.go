@@ -4,11 +4,6 @@
 package handlers
 
 import (
-	"fmt"
-	"net/http"
-	"strconv"
-	"time"
-
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,11 +21,6 @@ func render(c echo.Context, status int, t templ.Component) error {
 		return err
 	}
 	return c.HTMLBlob(status, buf.Bytes())
-}
-
-// badRequest is a 400 whose plain-text body names what was wrong.
-func badRequest(format string, args ...any) error {
-	return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf(format, args...))
 }
 
 // stream is an open event stream that counts what it sends in /metrics.
@@ -54,40 +44,4 @@ func (s *stream) send(ev sse.Event) error {
 	}
 	s.sent.Inc()
 	return nil
-}
-
-// durationParam reads a query duration such as 250ms within [lo, hi].
-func durationParam(c echo.Context, name string, def, lo, hi time.Duration) (time.Duration, error) {
-	v := c.QueryParam(name)
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < lo || d > hi {
-		return 0, badRequest("%s must be a duration from %v to %v, such as 250ms; got %q", name, lo, hi, v)
-	}
-	return d, nil
-}
-
-// intParam reads a query integer within [lo, hi].
-func intParam(c echo.Context, name string, def, lo, hi int) (int, error) {
-	v := c.QueryParam(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, badRequest("%s must be an integer from %d to %d; got %q", name, lo, hi, v)
-	}
-	return n, nil
-}
-
-// lastEventID is the id a reconnecting client resumes from: the
-// Last-Event-ID header that EventSource sends, or the lastEventId query
-// parameter, so curl and devtools can try replay by hand.
-func lastEventID(c echo.Context) string {
-	if id := c.Request().Header.Get("Last-Event-ID"); id != "" {
-		return id
-	}
-	return c.QueryParam("lastEventId")
 }

@@ -3,8 +3,8 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,9 +83,9 @@ func (h *Tokens) Act(c echo.Context) error {
 	}
 	m := hub.Message{Type: action, Data: data, Final: action == tokens.Close}
 	if action == tokens.Retry {
-		ms, err := strconv.ParseUint(strings.TrimSpace(data), 10, 31)
-		if err != nil {
-			return badRequest("retry data must be a non-negative whole number of milliseconds; got %q", data)
+		ms, err := strconv.ParseUint(strings.TrimSpace(data), 10, 64)
+		if err != nil || ms > MaxRetry {
+			return badRequest("retry data must be a whole number of milliseconds from 0 to %d; got %s", MaxRetry, quote(data))
 		}
 		m = hub.Message{Retry: time.Duration(ms) * time.Millisecond, HasRetry: true}
 	}
@@ -98,10 +98,10 @@ func (h *Tokens) Act(c echo.Context) error {
 	ch := tokens.Channel(t)
 	listeners, err := h.b.Count(ctx, ch)
 	if err != nil {
-		return unavailable(err)
+		return unavailable(c, err)
 	}
 	if err := h.b.Publish(ctx, []string{ch}, m); err != nil {
-		return unavailable(err)
+		return unavailable(c, err)
 	}
 	noun := "listeners"
 	if listeners == 1 {
@@ -110,15 +110,23 @@ func (h *Tokens) Act(c echo.Context) error {
 	return c.String(http.StatusOK, fmt.Sprintf("%d %s reached\n", listeners, noun))
 }
 
-// postedData is the form field data of a form post, else the body.
+// MaxRetry is the longest reconnection delay a client may set for every
+// listener of a token: ten minutes, in milliseconds.
+const MaxRetry = 600_000
+
+// postedData is what a client posted: the form field data of a form that
+// has one, else the raw body. curl -d 42 sends "42" form-encoded, with no
+// field named data: it means 42.
 func postedData(c echo.Context) (string, error) {
-	ct := c.Request().Header.Get("Content-Type")
-	if strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "multipart/form-data") {
-		return c.FormValue("data"), nil
+	if strings.HasPrefix(c.Request().Header.Get("Content-Type"), "multipart/form-data") {
+		return formValue(c, "data")
 	}
-	b, err := io.ReadAll(c.Request().Body)
-	if err != nil {
-		return "", echo.NewHTTPError(http.StatusRequestEntityTooLarge, "the request body is too large: at most 64 KiB").WithInternal(err)
+	raw, err := readBody(c)
+	if err != nil || !isForm(c) {
+		return raw, err
 	}
-	return string(b), nil
+	if form, err := url.ParseQuery(raw); err == nil && form.Has("data") {
+		return form.Get("data"), nil
+	}
+	return raw, nil
 }

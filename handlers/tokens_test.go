@@ -75,8 +75,11 @@ func TestTokensBadInput(t *testing.T) {
 		{"POST", "/tokens/abc/explode", "1", 404, `unknown action "explode"; the actions are ping, close, retry`},
 		{"GET", "/tokens/abc/ping", "", 405, "Method Not Allowed"},
 		{"POST", "/tokens/abc/ping", "not json", 400, "data must be valid JSON: invalid character 'o' in literal null"},
-		{"POST", "/tokens/abc/retry", "-5", 400, "retry data must be a non-negative whole number of milliseconds"},
-		{"POST", "/tokens/abc/retry", "1.5", 400, "retry data must be a non-negative whole number"},
+		{"POST", "/tokens/abc/retry", "-5", 400, "retry data must be a whole number of milliseconds from 0 to 600000"},
+		{"POST", "/tokens/abc/retry", "1.5", 400, "retry data must be a whole number"},
+		{"POST", "/tokens/abc/retry", "600001", 400, "from 0 to 600000"},
+		{"POST", "/tokens/abc/retry", "2147483647", 400, "from 0 to 600000"},
+		{"POST", "/tokens/abc/retry", "600000", 200, "0 listeners reached"},
 		{"POST", "/tokens/abc/ping", `{"ok": true}`, 200, "0 listeners reached"},
 		{"POST", "/tokens/abc/retry", "250", 200, "0 listeners reached"},
 	} {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -18,7 +19,10 @@ import (
 )
 
 // VisitsChannel is the visits demo's channel; ViewersChannel carries the
-// viewer count, apart so counts never push visits out of the history.
+// viewer count. The count is state, not an event: it is a state channel
+// (hub.Options.State) holding only the latest value, sent without an id,
+// so it never pushes visits out of the history, never fills a queue, and
+// never breaks the order of a stream's ids.
 const (
 	VisitsChannel  = "visits"
 	ViewersChannel = "visits:viewers"
@@ -44,14 +48,23 @@ const viewerCookie = "sselab_viewer"
 type visitsBroker interface {
 	publisher
 	subscriber
-	Subscribers(ctx context.Context, channels ...string) ([]hub.Subscriber, error)
+	Count(ctx context.Context, channels ...string) (int, error)
 }
+
+// CountEvery is how often at most the viewer count is announced: every
+// join and leave within it shares one announcement, so a burst of
+// thousands of viewers costs a few publishes, not one per viewer to every
+// viewer.
+const CountEvery = 250 * time.Millisecond
 
 // Visits serves the Publisher demo under /visits/: every page load tells
 // every viewer about the visit.
 type Visits struct {
 	b         visitsBroker
 	keepalive time.Duration
+
+	mu      sync.Mutex
+	pending bool // an announcement of the count is due
 }
 
 // NewVisits returns the visits handlers.
@@ -65,17 +78,16 @@ func (h *Visits) Page(c echo.Context) error {
 	ctx := c.Request().Context()
 	text := fmt.Sprintf("New visit from %s at %s!", c.RealIP(), time.Now().Format("15:04:05"))
 	if err := h.b.Publish(ctx, []string{VisitsChannel}, hub.Message{Type: "visit", Func: VisitFunc, Data: viewer + " " + text}); err != nil {
-		return unavailable(err)
+		return unavailable(c, err)
 	}
-	n := h.count(ctx)
+	n, _ := h.b.Count(ctx, VisitsChannel) // on error, this instance's own
 	return render(c, http.StatusOK, views.VisitsPage(views.VisitsVM{Viewers: n}))
 }
 
 // Subscribe streams the visits: a welcome (the seed's initial data), the
-// latest visits with the viewer's own marked, then every new visit and
-// every change of the viewer count.
+// latest visits with the viewer's own marked and the latest count, then
+// every new visit and every change of the viewer count.
 func (h *Visits) Subscribe(c echo.Context) error {
-	ctx := c.Request().Context()
 	viewer := h.viewer(c)
 	r := hub.Request{
 		Channels: []string{VisitsChannel, ViewersChannel},
@@ -84,24 +96,32 @@ func (h *Visits) Subscribe(c echo.Context) error {
 		Initial:  []sse.Event{{Type: "welcome", Data: "Welcome, viewer " + viewer + "."}},
 	}
 	// Everyone hears the count change when this viewer joins and leaves.
-	defer h.publishCount(context.WithoutCancel(ctx))
-	return serveChannel(c, h.b, r, h.keepalive, func() { h.publishCount(ctx) })
+	defer h.announce()
+	return serveChannel(c, h.b, r, h.keepalive, h.announce)
 }
 
-func (h *Visits) publishCount(ctx context.Context) {
-	h.b.Publish(ctx, []string{ViewersChannel}, hub.Message{Type: "viewers", Data: strconv.Itoa(h.count(ctx))})
-}
-
-// count is the number of distinct viewers subscribed: one page holds two
-// subscriptions (its EventSource and its wire panel), and a viewer may
-// have several tabs open.
-func (h *Visits) count(ctx context.Context) int {
-	subs, _ := h.b.Subscribers(ctx, VisitsChannel) // on error, this instance's own
-	viewers := map[string]bool{}
-	for _, s := range subs {
-		viewers[s.Props["viewer"]] = true
+// announce schedules one announcement of the viewer count, unless one is
+// due already.
+func (h *Visits) announce() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pending {
+		return
 	}
-	return len(viewers)
+	h.pending = true
+	time.AfterFunc(CountEvery, h.publishCount)
+}
+
+// publishCount publishes the number of open visit streams, on every
+// instance.
+func (h *Visits) publishCount() {
+	h.mu.Lock()
+	h.pending = false
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, _ := h.b.Count(ctx, VisitsChannel) // on error, this instance's own
+	h.b.Publish(ctx, []string{ViewersChannel}, hub.Message{Type: "viewers", Data: strconv.Itoa(n), NoID: true})
 }
 
 // viewer returns the viewer id from its cookie, setting one if absent. It

@@ -5,6 +5,9 @@ import (
 	"regexp"
 	"testing"
 	"testing/synctest"
+	"time"
+
+	"sselab/handlers"
 )
 
 var visitLine = regexp.MustCompile(`^New visit from 192\.0\.2\.1 at \d\d:\d\d:\d\d!( \(you\))?$`)
@@ -24,6 +27,7 @@ func TestVisits(t *testing.T) {
 			t.Fatalf("got cookies %v, want a viewer cookie", cookies)
 		}
 		mine, leaveMine, waitMine := ts.open(t.Context(), "/visits/subscribe", "Cookie", "sselab_viewer="+cookies[0].Value)
+		time.Sleep(handlers.CountEvery) // the count is announced once per CountEvery
 		synctest.Wait()
 
 		visits := func(raw string) (own, others int, viewers string) {
@@ -56,11 +60,14 @@ func TestVisits(t *testing.T) {
 
 		leaveMine()
 		waitMine()
+		time.Sleep(handlers.CountEvery)
 		synctest.Wait()
 		if _, _, viewers := visits(other.Flushed()); viewers != "1" {
 			t.Errorf("after the visitor left: viewers %q, want 1", viewers)
 		}
 		leaveOther()
 		waitOther()
+		time.Sleep(handlers.CountEvery) // the last announcement, before the bubble ends
+		synctest.Wait()
 	})
 }

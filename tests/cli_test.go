@@ -122,7 +122,7 @@ func TestRequestExitCodesAndMessages(t *testing.T) {
 		{"json refused by the server", s.URL, []string{"tok", "ping", `{n: 1}`}, 1, "", "400 Bad Request: data must be valid JSON: invalid character 'n'"},
 		{"json refused before sending", s.URL, []string{"-j", "tok", "ping", `nope`}, 1, "", "data must be valid JSON"},
 		{"unknown action", s.URL, []string{"tok", "explode"}, 1, "", `404 Not Found: unknown action "explode"; the actions are ping, close, retry`},
-		{"bad retry", s.URL, []string{"tok", "retry", "-1"}, 1, "", "400 Bad Request: retry data must be a non-negative whole number"},
+		{"bad retry", s.URL, []string{"tok", "retry", "-1"}, 1, "", "400 Bad Request: retry data must be a whole number of milliseconds from 0 to 600000"},
 		{"bad token", s.URL, []string{"a b", "ping"}, 1, "", "token must be 1 to 64 characters"},
 		{"missing action", s.URL, []string{"tok"}, 1, "", "usage: sselab request"},
 		{"refused connection", "http://127.0.0.1:1", []string{"tok", "ping", "1"}, 1, "", "cannot connect to 127.0.0.1:1"},

@@ -16,9 +16,12 @@ func TestMaxStreams(t *testing.T) {
 	s := startServer(t, "-max-streams", "2")
 	openStream(t, s.URL+"/time/sendTime?mode=stream")
 	openStream(t, s.URL+"/time/sendTime?mode=stream")
+	// Rule 7: a refusal EventSource recovers from, not a 503.
 	code, h, body := do(t, http.MethodGet, s.URL+"/eventsource/event_sender", "")
-	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(body, "too many open streams") {
-		t.Errorf("third stream: got %d Retry-After %q %q, want 503 with Retry-After", code, h.Get("Retry-After"), body)
+	if code != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") ||
+		h.Get("Retry-After") == "" || !strings.Contains(body, ": too many open streams") || !strings.Contains(body, "\nretry: ") {
+		t.Errorf("third stream: got %d %q Retry-After %q %q, want 200 text/event-stream with Retry-After, a reason and retry:",
+			code, h.Get("Content-Type"), h.Get("Retry-After"), body)
 	}
 	if code, _, _ := do(t, http.MethodGet, s.URL+"/healthz", ""); code != http.StatusOK {
 		t.Errorf("healthz while streams are full: %d", code)

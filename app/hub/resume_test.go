@@ -177,4 +177,3 @@ func TestInitialIDResumesWithoutGap(t *testing.T) {
 		})
 	}
 }
-

@@ -3,7 +3,10 @@ package sse
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -40,6 +43,16 @@ func Open(w http.ResponseWriter) (*Stream, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Resume writes to a response whose stream headers were sent already,
+// such as one whose handler has returned; ok is false when the response
+// is not an event stream.
+func Resume(w http.ResponseWriter) (*Stream, bool) {
+	if !strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		return nil, false
+	}
+	return &Stream{w: w, rc: http.NewResponseController(w)}, true
 }
 
 // Send encodes ev and flushes it.
@@ -98,4 +111,29 @@ func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready 
 			}
 		}
 	}
+}
+
+// Refuse answers a stream request that cannot be served now in the one way
+// EventSource recovers from: 200 text/event-stream with a Retry-After
+// header, a comment naming the reason, a retry: field, and the end. The
+// browser then reconnects after retry; any other status, 503 included,
+// would make it give up for good. Spread retry (see Spread) so that
+// refused clients do not all come back together.
+func Refuse(w http.ResponseWriter, reason string, retry time.Duration) error {
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((retry+time.Second-1)/time.Second), 10))
+	s, err := Open(w)
+	if err != nil {
+		return err
+	}
+	return s.Send(Event{Comment: reason, Retry: retry, HasRetry: true})
+}
+
+// Spread is a random duration in [lo, hi]: retry delays spread this way
+// keep the clients of a refused or restarted server from reconnecting in
+// the same instant.
+func Spread(lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + rand.N(hi-lo+1)
 }

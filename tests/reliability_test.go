@@ -1,0 +1,408 @@
+package tests
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"sselab/app/sse"
+)
+
+// startBinary runs the built sselab with args on a free port and returns
+// its URL; it is killed when the test ends, if still running.
+func startBinary(t *testing.T, args ...string) (string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"serve", "-addr", "127.0.0.1:0"}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	m := listening.FindStringSubmatch(line)
+	if err != nil || m == nil {
+		t.Fatalf("first line %q: %v", line, err)
+	}
+	return m[1], cmd
+}
+
+// stalledStream opens a stream on a raw connection with a small receive
+// buffer and never reads it: once the server has written more than the
+// buffers hold, its writes to this client block.
+func stalledStream(t *testing.T, base, path string) net.Conn {
+	t.Helper()
+	u, _ := url.Parse(base)
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, u.Host)
+	return conn
+}
+
+// Rule 8: on SIGTERM every stream that reads gets a retry: spread over
+// 1-5 s and a properly ended response, and the server exits 0 within 5
+// seconds although some clients stopped reading with writes blocked.
+func TestShutdownWithStalledClients(t *testing.T) {
+	base, cmd := startBinary(t)
+	const readers = 6
+	parsers := make([]*bufio.Reader, readers)
+	for i := range parsers {
+		resp, _ := openStream(t, base+"/tokens/t/poll")
+		parsers[i] = bufio.NewReader(resp.Body)
+	}
+	for range 3 {
+		stalledStream(t, base, "/tokens/t/poll")
+	}
+	eventually(t, 5*time.Second, "9 listeners", func() bool {
+		_, _, body := do(t, http.MethodPost, base+"/tokens/t/ping", "count")
+		return strings.HasPrefix(body, "9 ")
+	})
+	// 100 pings of 60 kB: 6 MB for each listener, far past what a stalled
+	// client's buffers take, and fewer than its queue of 256 events.
+	big := strings.Repeat("x", 60_000)
+	var wg sync.WaitGroup
+	for i, p := range parsers { // the readers keep reading
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var all strings.Builder
+			io.Copy(&all, p)
+			parsers[i] = bufio.NewReader(strings.NewReader(all.String()))
+		}()
+	}
+	for range 100 {
+		if code, _, body := do(t, http.MethodPost, base+"/tokens/t/ping", big); code != http.StatusOK {
+			t.Fatalf("ping: %d %s", code, body)
+		}
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit: %v, want status 0", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running 5s after SIGTERM")
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	wg.Wait()
+	retries := map[int64]bool{}
+	for i, r := range parsers {
+		p := sse.NewParser(r)
+		pings := 0
+		for {
+			ev, err := p.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("reader %d: %v, want a clean end", i, err)
+			}
+			if ev.Type == "ping" && ev.Data == big {
+				pings++
+			}
+		}
+		r, _ := p.Retry()
+		retry := r.Milliseconds()
+		if pings != 100 || retry < 1000 || retry > 5000 {
+			t.Errorf("reader %d: %d large pings and retry %d ms, want 100 and a retry of 1000 to 5000", i, pings, retry)
+		}
+		retries[retry] = true
+	}
+	if len(retries) < 2 {
+		t.Errorf("%d readers were all told the same retry %v: want it spread", readers, retries)
+	}
+}
+
+// Rule 7 in a real browser: an EventSource refused for capacity is not
+// closed for good; it comes back by itself once there is room.
+func TestBrowserRefusedStreamComesBack(t *testing.T) {
+	s := startServer(t, "-max-streams", "1")
+	ctx := browser(t)
+	navigate(t, ctx, s.URL+"/healthz")
+	cancelHolder := make(chan struct{})
+	holder, _ := http.NewRequest(http.MethodGet, s.URL+"/tokens/holder/poll", nil)
+	go func() {
+		resp, err := plainClient.Do(holder)
+		if err == nil {
+			<-cancelHolder
+			resp.Body.Close()
+		}
+	}()
+	eventually(t, 5*time.Second, "the holder's stream open", func() bool {
+		return metric(t, s.URL, "sselab_open_streams") == 1
+	})
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`
+		window.errors = 0; window.closed = false; window.got = "";
+		window.es = new EventSource("/tokens/late/poll");
+		es.onerror = () => { errors++; if (es.readyState === EventSource.CLOSED) closed = true; };
+		es.addEventListener("ping", e => { got = e.data; });
+		true`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the refusal seen", func() bool { return evalBool(t, ctx, `errors > 0`) })
+	if evalBool(t, ctx, `closed || es.readyState === EventSource.CLOSED`) {
+		t.Fatal("the refused EventSource is CLOSED: the browser gave up for good")
+	}
+	close(cancelHolder)
+	eventually(t, 15*time.Second, "the EventSource back and hearing pings", func() bool {
+		do(t, http.MethodPost, s.URL+"/tokens/late/ping", "back")
+		return evalBool(t, ctx, `got === "back"`)
+	})
+	if evalBool(t, ctx, `closed`) {
+		t.Error("the EventSource was CLOSED at some point")
+	}
+}
+
+// A burst of 2,000 viewers joining /visits/subscribe within 2 s: none is
+// dropped as a slow subscriber, and every one hears the next visit.
+func TestVisitsJoinBurst(t *testing.T) {
+	s := startServer(t)
+	const n = 2000
+	var joined, heard atomic.Int64
+	var usage0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &usage0)
+	start := time.Now()
+	var wg sync.WaitGroup
+	visited := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/visits/subscribe", nil)
+			resp, err := plainClient.Do(req)
+			if err != nil {
+				t.Errorf("joining: %v", err)
+				return
+			}
+			defer resp.Body.Close()
+			p := sse.NewParser(resp.Body)
+			seenWelcome := false
+			for {
+				ev, err := p.Next()
+				if err != nil {
+					return
+				}
+				if ev.Type == "welcome" && !seenWelcome {
+					seenWelcome = true
+					joined.Add(1)
+				}
+				if ev.Type == "visit" && strings.Contains(ev.Data, "(you)") == false {
+					select {
+					case <-visited:
+						heard.Add(1)
+						return
+					default:
+					}
+				}
+			}
+		}()
+	}
+	eventually(t, 30*time.Second, "2000 viewers joined", func() bool { return joined.Load() == n })
+	took := time.Since(start)
+	var usage1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &usage1)
+	cpu := time.Duration(usage1.Utime.Nano()+usage1.Stime.Nano()-usage0.Utime.Nano()-usage0.Stime.Nano()) * time.Nanosecond
+	t.Logf("%d viewers joined in %v; CPU (server and clients, one process) %v, %v per join", n, took.Round(time.Millisecond), cpu.Round(time.Millisecond), (cpu / n).Round(time.Microsecond))
+	eventually(t, 5*time.Second, "the count announced", func() bool {
+		return metric(t, s.URL, `sselab_open_streams{route="/visits/subscribe"}`) == n
+	})
+	close(visited)
+	do(t, http.MethodGet, s.URL+"/visits/", "")
+	eventually(t, 20*time.Second, "every viewer heard the visit", func() bool { return heard.Load() == n })
+	if d := metric(t, s.URL, "sselab_slow_subscribers_dropped_total"); d != 0 {
+		t.Errorf("%v viewers dropped as slow subscribers, want none", d)
+	}
+	wg.Wait()
+}
+
+// vmRSS reads a process's resident set size in bytes.
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// What no sequence of requests may do: many distinct tokens with large
+// pings, then many tiny ones, keep the server within its bounds, and
+// /healthz answers within a second throughout. The bounds here are small
+// so that the test is quick; the README has the figures at full scale.
+func TestBoundedMemory(t *testing.T) {
+	base, cmd := startBinary(t, "-history-bytes", "16MiB", "-max-channels", "3000")
+	pid := cmd.Process.Pid
+	stop := make(chan struct{})
+	var slowest atomic.Int64
+	var healthWG sync.WaitGroup
+	healthWG.Add(1)
+	go func() { // /healthz, every 50 ms, must answer within 1 s
+		defer healthWG.Done()
+		client := &http.Client{Timeout: 5 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			t0 := time.Now()
+			resp, err := client.Get(base + "/healthz")
+			if err != nil {
+				t.Errorf("healthz: %v", err)
+				return
+			}
+			resp.Body.Close()
+			if d := time.Since(t0); d > time.Duration(slowest.Load()) {
+				slowest.Store(int64(d))
+			}
+		}
+	}()
+	big := strings.Repeat("b", 64_000)
+	var peak int64
+	post := func(token, data string) int {
+		resp, err := plainClient.Post(base+"/tokens/"+token+"/ping", "text/plain", strings.NewReader(data))
+		if err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	parallel := func(n int, f func(i int)) {
+		var wg sync.WaitGroup
+		next := atomic.Int64{}
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+					f(i)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	parallel(1500, func(i int) { // 96 MB of pings to 1,500 tokens
+		if code := post("big-"+strconv.Itoa(i), big); code != http.StatusOK {
+			t.Errorf("large ping %d: %d", i, code)
+		}
+		if i%100 == 0 {
+			if r := vmRSS(t, pid); r > atomic.LoadInt64(&peak) {
+				atomic.StoreInt64(&peak, r)
+			}
+		}
+	})
+	var refused atomic.Int64
+	parallel(5000, func(i int) { // then tiny pings to 5,000 more tokens: past -max-channels
+		switch code := post("tiny-"+strconv.Itoa(i), "x"); code {
+		case http.StatusOK:
+		case http.StatusServiceUnavailable:
+			refused.Add(1)
+		default:
+			t.Errorf("tiny ping %d: %d", i, code)
+		}
+		if i%500 == 0 {
+			if r := vmRSS(t, pid); r > atomic.LoadInt64(&peak) {
+				atomic.StoreInt64(&peak, r)
+			}
+		}
+	})
+	close(stop)
+	healthWG.Wait()
+	t.Logf("peak RSS %d MiB; %d tiny pings refused past -max-channels; slowest /healthz %v",
+		peak>>20, refused.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
+	// 16 MiB of history; the rest is the runtime, buffers and garbage.
+	if peak > 120<<20 {
+		t.Errorf("peak RSS %d MiB with -history-bytes 16MiB, want under 120 MiB", peak>>20)
+	}
+	if refused.Load() < 3000 {
+		t.Errorf("%d tiny pings refused, want those past -max-channels 3000 (about 3500)", refused.Load())
+	}
+	if d := time.Duration(slowest.Load()); d > time.Second {
+		t.Errorf("/healthz took %v, want within 1s", d)
+	}
+}
+
+// A body that trickles in cannot hold a connection: past 10 s the server
+// closes it, and /healthz answers throughout.
+func TestSlowBodiesAreCut(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	u, _ := url.Parse(s.URL)
+	const n = 200
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /tokens/slow/ping HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000\r\n\r\nx", u.Host)
+		conns[i] = c
+	}
+	start := time.Now()
+	stop := make(chan struct{})
+	checked := make(chan int)
+	go func() { // /healthz within a second, all along
+		count := 0
+		defer func() { checked <- count }()
+		client := &http.Client{Timeout: time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			resp, err := client.Get(s.URL + "/healthz")
+			if err != nil {
+				t.Errorf("healthz with %d slow bodies: %v", n, err)
+				return
+			}
+			resp.Body.Close()
+			count++
+		}
+	}()
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("connection %d: not closed within 15s: %v", i, err)
+		}
+		if i == 0 && len(b) > 0 && !strings.Contains(string(b), "408") && !strings.Contains(string(b), "400") {
+			t.Errorf("connection %d: got %q, want a 408 or the connection closed", i, b)
+		}
+	}
+	close(stop)
+	t.Logf("%d slow bodies cut after %v; /healthz answered %d times meanwhile", n, time.Since(start).Round(100*time.Millisecond), <-checked)
+}
