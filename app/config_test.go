@@ -44,3 +44,15 @@ func TestParseServe(t *testing.T) {
 		}
 	}
 }
+
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"64MiB", "65536", "1GiB", "0", "-1KiB", "99999999999GiB", "MiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var n int64
+		if err := byteSize(s, &n); err == nil && (n <= 0 || n > 1<<50) {
+			t.Fatalf("%q: accepted as %d", s, n)
+		}
+	})
+}

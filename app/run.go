@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -27,6 +28,10 @@ import (
 // ShutdownTimeout bounds a graceful shutdown; the contract promises exit
 // within 5 seconds of SIGINT or SIGTERM.
 const ShutdownTimeout = 4 * time.Second
+
+// MemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT
+// says otherwise.
+const MemoryLimit = 448 << 20
 
 // StreamGrace is how long a stream has, after shutdown begins, to take
 // its last bytes; a write still blocked then fails.
@@ -82,6 +87,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if getenv("GOMEMLIMIT") == "" {
+		// The garbage collector works harder as the heap nears this, so
+		// that garbage never takes the process past the 512 MiB the
+		// contract promises; GOMEMLIMIT sets another.
+		debug.SetMemoryLimit(MemoryLimit)
+	}
 
 	m := metrics.New()
 	broker, err := newBroker(ctx, cfg, m, logger)

@@ -29,7 +29,7 @@ type testServer struct {
 	b    *hub.Memory
 }
 
-func newServer(t *testing.T, change ...func(*app.Config)) *testServer {
+func newServer(t testing.TB, change ...func(*app.Config)) *testServer {
 	t.Helper()
 	cfg := app.DefaultConfig()
 	for _, f := range change {

@@ -87,7 +87,10 @@ func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%uint64(len(ch.rin
 
 // resize moves the held entries into a ring of n slots.
 func (ch *channel) resize(n uint64, total *atomic.Int64) {
-	ring := make([]entry, n)
+	var ring []entry
+	if n > 0 {
+		ring = make([]entry, n)
+	}
 	for p := ch.start; p < ch.head; p++ {
 		ring[p%n] = *ch.at(p)
 	}
@@ -102,9 +105,12 @@ func (ch *channel) resize(n uint64, total *atomic.Int64) {
 func (ch *channel) push(en entry, total *atomic.Int64) {
 	if ch.head-ch.start == uint64(len(ch.ring)) {
 		if uint64(len(ch.ring)) < ch.size { // grow by doubling, never past size
-			ch.resize(min(max(2*uint64(len(ch.ring)), 8), ch.size), total)
+			ch.resize(min(max(2*uint64(len(ch.ring)), 1), ch.size), total)
 		} else {
 			ch.evict(total)
+			if len(ch.ring) == 0 { // evict freed the slots of a log of one
+				ch.resize(1, total)
+			}
 		}
 	}
 	*ch.at(ch.head) = en
@@ -124,8 +130,11 @@ func (ch *channel) evict(total *atomic.Int64) {
 	total.Add(-en.size)
 	*en = entry{}
 	ch.start++
-	if n := uint64(len(ch.ring)); n > 8 && ch.head-ch.start <= n/4 {
-		ch.resize(max(n/2, 8), total)
+	switch n := uint64(len(ch.ring)); {
+	case ch.head == ch.start: // empty: a channel that holds nothing costs no slots
+		ch.resize(0, total)
+	case n > 8 && ch.head-ch.start <= n/4:
+		ch.resize(n/2, total)
 	}
 }
 
@@ -183,6 +192,7 @@ type engine struct {
 	nextSub  atomic.Uint64
 	closed   bool
 	total    atomic.Int64 // bytes of every log, slots and channels included
+	trimAt   atomic.Int64 // the total past which a publish trims
 	trimming sync.Mutex   // one trim of the total at a time
 	// floor is the key a new channel starts from: ids below it were given
 	// before the channel existed here.
@@ -190,7 +200,9 @@ type engine struct {
 }
 
 func newEngine(o Options, floor func() key) *engine {
-	return &engine{opts: o.withDefaults(), channels: map[string]*channel{}, floor: floor, swept: time.Now()}
+	e := &engine{opts: o.withDefaults(), channels: map[string]*channel{}, floor: floor, swept: time.Now()}
+	e.trimAt.Store(e.opts.HistoryBytes)
+	return e
 }
 
 // channel returns the named channel, making it if it does not exist, or
@@ -302,7 +314,7 @@ func (e *engine) append(name, id string, k key, m Message) error {
 	}
 	ch.mu.RUnlock()
 	e.opts.Observer.Published(name)
-	if e.total.Load() > e.opts.HistoryBytes {
+	if e.total.Load() > e.trimAt.Load() {
 		e.trim()
 	}
 	return nil
@@ -333,6 +345,13 @@ func (e *engine) trim() {
 	}
 	heap.Init(&h)
 	target := e.opts.HistoryBytes - e.opts.HistoryBytes/10
+	// What cannot be trimmed (channels that hold nothing) may keep the
+	// total past the bound: the next trim waits for a tenth more, so that
+	// publishes do not each walk every channel for nothing. Channels are
+	// bounded by MaxChannels, so this is bounded too.
+	defer func() {
+		e.trimAt.Store(max(e.opts.HistoryBytes, e.total.Load()+e.opts.HistoryBytes/10))
+	}()
 	for e.total.Load() > target && len(h) > 0 {
 		ch := h[0].ch
 		ch.mu.Lock()
