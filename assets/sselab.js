@@ -49,7 +49,9 @@ const sselab = (() => {
       console.log(ev.type, ev.lastEventId, ev.data);
       if (onEvent) onEvent(ev);
     };
-    for (const t of types || ["message"]) es.addEventListener(t, onMessage);
+    // gap: the server cannot vouch that nothing was lost since the last
+    // id; every demo shows it where its events go.
+    for (const t of new Set([...(types || ["message"]), "gap"])) es.addEventListener(t, onMessage);
     const timer = setInterval(show, 200); // readyState changes without an event too
     show();
     return { es, close() { es.close(); show(); }, stop() { es.close(); clearInterval(timer); } };
