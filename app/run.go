@@ -20,6 +20,7 @@ import (
 
 	"sselab/app/cli"
 	"sselab/app/hub"
+	"sselab/app/hub/redis"
 	"sselab/app/metrics"
 	"sselab/app/timefeed"
 	"sselab/handlers"
@@ -171,7 +172,7 @@ func newBroker(ctx context.Context, cfg Config, m *metrics.Metrics, logger *slog
 	if cfg.RedisURL == "" {
 		return hub.NewMemory(opts), nil
 	}
-	return hub.NewRedis(ctx, cfg.RedisURL, opts, logger)
+	return redis.New(ctx, cfg.RedisURL, opts, logger)
 }
 
 // BrokerOptions are the hub's options for a configuration: its bounds,
@@ -198,8 +199,8 @@ func sessionKey(ctx context.Context, cfg Config, b hub.Broker) ([]byte, error) {
 		sum := sha256.Sum256([]byte(cfg.SessionKey))
 		return sum[:], nil
 	}
-	if r, ok := b.(*hub.Redis); ok {
-		return r.SharedSecret(ctx, "session-key")
+	if s, ok := b.(hub.SecretSharer); ok {
+		return s.SharedSecret(ctx, "session-key")
 	}
 	key := make([]byte, 32)
 	rand.Read(key)

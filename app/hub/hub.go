@@ -9,8 +9,11 @@
 // falls more than its queue behind is dropped, never waited for.
 //
 // The Broker interface hides where channels live: Memory keeps them in
-// this process; Redis (redis.go) keeps them in Redis Streams so several
-// processes serve one site. The package imports nothing from Echo.
+// this process; package hub/redis keeps them in Redis Streams so several
+// processes serve one site. Both are built on Local, the fan-out of one
+// process, which a broker for any other store can use the same way, and
+// package hubtest is the suite every broker must pass. The package
+// imports nothing from Echo.
 package hub
 
 import (
@@ -109,6 +112,13 @@ type Broker interface {
 	Count(ctx context.Context, channels ...string) (int, error)
 	// Close ends every subscription and releases the broker.
 	Close() error
+}
+
+// SecretSharer is a broker that can give every instance using the same
+// store one secret, such as the key that signs session cookies: an
+// optional capability, asked for with a type assertion on the interface.
+type SecretSharer interface {
+	SharedSecret(ctx context.Context, name string) ([]byte, error)
 }
 
 // Observer is told what the hub does, for metrics. Any method may be

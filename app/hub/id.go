@@ -5,30 +5,31 @@ import (
 	"strings"
 )
 
-// key is an event id in comparable form. The memory broker's ids are
+// ID is an event id in comparable form. The memory broker's ids are
 // decimal integers ("1763712000123456"); Redis stream ids are
-// "milliseconds-sequence". Both parse into a key, and ids compare in the
-// order they were given out.
-type key struct{ hi, lo uint64 }
+// "milliseconds-sequence". Both parse into an ID, and ids compare in the
+// order they were given out. A broker of another store maps its ids onto
+// these two numbers in the order it gives them out.
+type ID struct{ Hi, Lo uint64 }
 
-func (a key) less(b key) bool { return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo) }
+func (a ID) Less(b ID) bool { return a.Hi < b.Hi || (a.Hi == b.Hi && a.Lo < b.Lo) }
 
 // parseKey reads an id; ok is false for anything that is not one.
-func parseKey(id string) (key, bool) {
+func ParseID(id string) (ID, bool) {
 	hi, lo, found := strings.Cut(id, "-")
 	h, err := strconv.ParseUint(hi, 10, 64)
 	if err != nil {
-		return key{}, false
+		return ID{}, false
 	}
 	if !found {
-		return key{hi: h}, true
+		return ID{Hi: h}, true
 	}
 	l, err := strconv.ParseUint(lo, 10, 64)
 	if err != nil {
-		return key{}, false
+		return ID{}, false
 	}
-	return key{hi: h, lo: l}, true
+	return ID{Hi: h, Lo: l}, true
 }
 
-// String is the key as the memory broker's id: a decimal number.
-func (a key) String() string { return strconv.FormatUint(a.hi, 10) }
+// String is the id as the memory broker writes it: a decimal number.
+func (a ID) String() string { return strconv.FormatUint(a.Hi, 10) }

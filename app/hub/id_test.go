@@ -9,17 +9,17 @@ func FuzzParseKey(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		k, ok := parseKey(s)
+		k, ok := ParseID(s)
 		if !ok {
 			return
 		}
-		if k.lo == 0 {
-			back, ok := parseKey(k.String())
+		if k.Lo == 0 {
+			back, ok := ParseID(k.String())
 			if !ok || back != k {
 				t.Fatalf("%q: key %v formats as %q, which parses as %v", s, k, k.String(), back)
 			}
 		}
-		if k.less(k) {
+		if k.Less(k) {
 			t.Fatalf("%q: a key less than itself", s)
 		}
 	})

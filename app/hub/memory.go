@@ -9,7 +9,7 @@ import (
 
 // Memory is the in-process broker, the default.
 type Memory struct {
-	e   *engine
+	e   *Local
 	mu  sync.Mutex // orders publishes: ids increase along every log
 	seq uint64
 }
@@ -25,7 +25,7 @@ func NewMemory(o Options) *Memory {
 	m := &Memory{seq: uint64(time.Now().UnixMicro())}
 	// A channel made now starts at the current id: what came before was
 	// not seen here, or was forgotten with the channel.
-	m.e = newEngine(o, func() key { return key{hi: m.seq} })
+	m.e = NewLocal(o, func() ID { return ID{Hi: m.seq} })
 	return m
 }
 
@@ -45,7 +45,7 @@ func (m *Memory) Publish(_ context.Context, channels []string, msg Message) erro
 	m.seq++
 	id := strconv.FormatUint(m.seq, 10)
 	for _, name := range channels {
-		if err := m.e.append(name, id, key{hi: m.seq}, msg); err != nil {
+		if err := m.e.Append(name, id, ID{Hi: m.seq}, msg); err != nil {
 			return err
 		}
 	}
@@ -81,7 +81,7 @@ func (m *Memory) replayStart(r Request) (start, bool) {
 		return nil, true
 	}
 	k, ok := m.e.keyOf(r.Channels, r.LastID)
-	if !ok || m.seq < k.hi {
+	if !ok || m.seq < k.Hi {
 		return func(ch *channel) (uint64, bool) { return fresh(ch), true }, false
 	}
 	return func(ch *channel) (uint64, bool) {
@@ -92,7 +92,7 @@ func (m *Memory) replayStart(r Request) (start, bool) {
 
 // keyOf places a client's id: a broker id is its own key; a publisher's
 // own id (Message.ID) is found by a scan of the (bounded) history.
-func (e *engine) keyOf(channels []string, id string) (key, bool) {
+func (e *Local) keyOf(channels []string, id string) (ID, bool) {
 	for _, name := range channels {
 		ch := e.lookup(name)
 		if ch == nil {
@@ -100,14 +100,14 @@ func (e *engine) keyOf(channels []string, id string) (key, bool) {
 		}
 		ch.mu.RLock()
 		pos, found := uint64(0), false
-		if k, ok := parseKey(id); ok {
+		if k, ok := ParseID(id); ok {
 			pos, found = ch.find(k)
 			found = found && ch.at(pos).id == id
 		}
 		if !found {
 			pos, found = ch.findID(id)
 		}
-		var k key
+		var k ID
 		if found {
 			k = ch.at(pos).key
 		}
@@ -116,21 +116,21 @@ func (e *engine) keyOf(channels []string, id string) (key, bool) {
 			return k, true
 		}
 	}
-	return parseKey(id)
+	return ParseID(id)
 }
 
 // Subscribers lists the subscribers of any of the channels.
 func (m *Memory) Subscribers(_ context.Context, channels ...string) ([]Subscriber, error) {
-	return m.e.subscribers(channels...), nil
+	return m.e.Subscribers(channels...), nil
 }
 
 // Count is how many subscribers the channels have.
 func (m *Memory) Count(_ context.Context, channels ...string) (int, error) {
-	return m.e.count(channels...), nil
+	return m.e.Count(channels...), nil
 }
 
 // Close ends every subscription.
 func (m *Memory) Close() error {
-	m.e.close()
+	m.e.Close()
 	return nil
 }

@@ -17,7 +17,7 @@ import (
 // (fn set) is encoded per subscriber from its argument. Nothing is held
 // twice: a plain event keeps only its frame.
 type entry struct {
-	key   key
+	key   ID
 	id    string // the id on the wire; may differ from the key's (Message.ID)
 	frame []byte // the encoded event; nil for a personal event
 	fn    Func
@@ -50,7 +50,7 @@ type channel struct {
 	// floor: an event whose key is below it may have been lost to this
 	// log (taken by a bound, or sent before the channel existed here). A
 	// client that resumes from below the floor gets a gap event.
-	floor key
+	floor ID
 	// active is when the channel was last published to or left; with no
 	// subscribers, a channel idle for the engine's IdleTTL is forgotten.
 	active time.Time
@@ -123,7 +123,7 @@ func (ch *channel) push(en entry, total *atomic.Int64) {
 // saw it misses nothing, one from before it may have.
 func (ch *channel) evict(total *atomic.Int64) {
 	en := ch.at(ch.start)
-	if ch.floor.less(en.key) {
+	if ch.floor.Less(en.key) {
 		ch.floor = en.key
 	}
 	ch.bytes -= en.size
@@ -150,11 +150,11 @@ func (ch *channel) findID(id string) (uint64, bool) {
 }
 
 // find returns the position of the entry with key k, if still held.
-func (ch *channel) find(k key) (uint64, bool) {
+func (ch *channel) find(k ID) (uint64, bool) {
 	lo, hi := ch.start, ch.head
 	for lo < hi { // keys increase along the log: binary search
 		mid := lo + (hi-lo)/2
-		if ch.at(mid).key.less(k) {
+		if ch.at(mid).key.Less(k) {
 			lo = mid + 1
 		} else {
 			hi = mid
@@ -165,26 +165,31 @@ func (ch *channel) find(k key) (uint64, bool) {
 
 // after returns the position of the first entry with a key above k, and
 // whether the log can vouch that nothing after k was lost.
-func (ch *channel) after(k key) (pos uint64, whole bool) {
+func (ch *channel) after(k ID) (pos uint64, whole bool) {
 	pos, found := ch.find(k)
 	if found {
 		pos++
 	}
-	return pos, !k.less(ch.floor)
+	return pos, !k.Less(ch.floor)
 }
 
 // latest is the id of the newest event, or the floor's when the log is
 // empty: a client that resumes from it misses nothing.
-func (ch *channel) latest() key {
+func (ch *channel) latest() ID {
 	if ch.head > ch.start {
 		return ch.at(ch.head - 1).key
 	}
 	return ch.floor
 }
 
-// engine is the local fan-out shared by both brokers: the channel logs of
-// this process and their subscriptions, within the bounds of Options.
-type engine struct {
+// Local is the fan-out of one process, the building block of every
+// broker: the bounded channel logs of this process, the subscriptions as
+// cursors into them, and the policy that drops a subscriber that falls
+// behind. Memory is Local with ids of its own. A broker over a store
+// (Redis in package hub/redis; NATS or Postgres alike) appends what it
+// reads from the store with Append, and gives each new subscription what
+// the store holds for it with Subscription.Begin.
+type Local struct {
 	opts     Options
 	mu       sync.Mutex
 	channels map[string]*channel
@@ -196,18 +201,24 @@ type engine struct {
 	trimming sync.Mutex   // one trim of the total at a time
 	// floor is the key a new channel starts from: ids below it were given
 	// before the channel existed here.
-	floor func() key
+	floor func() ID
 }
 
-func newEngine(o Options, floor func() key) *engine {
-	e := &engine{opts: o.withDefaults(), channels: map[string]*channel{}, floor: floor, swept: time.Now()}
+// NewLocal makes the fan-out with the options' bounds. floor gives the id
+// a new channel starts from: a client that resumes from below it is told
+// of a gap. A broker whose replay comes from its store may give nil.
+func NewLocal(o Options, floor func() ID) *Local {
+	if floor == nil {
+		floor = func() ID { return ID{} }
+	}
+	e := &Local{opts: o.withDefaults(), channels: map[string]*channel{}, floor: floor, swept: time.Now()}
 	e.trimAt.Store(e.opts.HistoryBytes)
 	return e
 }
 
 // channel returns the named channel, making it if it does not exist, or
 // ErrFull when the engine holds MaxChannels already. It comes locked.
-func (e *engine) channel(name string) (*channel, error) {
+func (e *Local) channel(name string) (*channel, error) {
 	for {
 		e.mu.Lock()
 		now := time.Now()
@@ -239,7 +250,7 @@ func (e *engine) channel(name string) (*channel, error) {
 
 // sweep forgets the channels that nobody listens to and nobody has
 // published to for IdleTTL, with their history. It holds e.mu.
-func (e *engine) sweep(now time.Time) {
+func (e *Local) sweep(now time.Time) {
 	e.swept = now
 	for name, ch := range e.channels {
 		if !ch.mu.TryLock() {
@@ -257,16 +268,27 @@ func (e *engine) sweep(now time.Time) {
 
 // lookup returns the named channel, or nil: what only reads channels
 // makes none.
-func (e *engine) lookup(name string) *channel {
+func (e *Local) lookup(name string) *channel {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.channels[name]
 }
 
+// Options are the options in force, defaults applied.
+func (e *Local) Options() Options { return e.opts }
+
+// Encode is a message as a subscriber with props receives it, with the
+// broker's id, and whether it is Final: a broker encodes what it replays
+// from its store this way.
+func (e *Local) Encode(id ID, wireID string, m Message, props Props) (frame []byte, final bool) {
+	en := e.newEntry(id, wireID, m)
+	return en.appendTo(nil, props), en.final
+}
+
 // newEntry is a message as a channel's log holds it, with the broker's id:
 // a plain event encoded once for every subscriber, or the function that
 // makes each subscriber's own.
-func (e *engine) newEntry(k key, brokerID string, m Message) entry {
+func (e *Local) newEntry(k ID, brokerID string, m Message) entry {
 	ev := m.event(brokerID)
 	en := entry{key: k, id: ev.ID, final: m.Final}
 	if f := e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
@@ -278,11 +300,13 @@ func (e *engine) newEntry(k key, brokerID string, m Message) entry {
 	return en
 }
 
-// append adds an event with its id to a channel and wakes its subscribers.
+// Append adds an event to a channel, with its id on the wire and in
+// comparable form, and wakes the channel's subscribers. Ids must increase
+// along a channel.
 // Subscribers more than a queue behind are dropped here, so the publisher
 // never waits for any of them. Past the history's bound in bytes, the
 // oldest events of all channels go first.
-func (e *engine) append(name, id string, k key, m Message) error {
+func (e *Local) Append(name, id string, k ID, m Message) error {
 	en := e.newEntry(k, id, m)
 	ch, err := e.channel(name)
 	if err != nil {
@@ -324,7 +348,7 @@ func (e *engine) append(name, id string, k key, m Message) error {
 // total is a tenth under its bound, so that trims are rare. A subscriber
 // whose next event goes is dropped when it next reads, and resumes with a
 // gap event.
-func (e *engine) trim() {
+func (e *Local) trim() {
 	if !e.trimming.TryLock() {
 		return // another publisher is trimming already
 	}
@@ -371,13 +395,13 @@ func (e *engine) trim() {
 // oldest is a channel with the key of its oldest entry, for trim's heap.
 type oldest struct {
 	ch  *channel
-	key key
+	key ID
 }
 
 type byOldest []oldest
 
 func (h byOldest) Len() int           { return len(h) }
-func (h byOldest) Less(i, j int) bool { return h[i].key.less(h[j].key) }
+func (h byOldest) Less(i, j int) bool { return h[i].key.Less(h[j].key) }
 func (h byOldest) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *byOldest) Push(x any)        { *h = append(*h, x.(oldest)) }
 func (h *byOldest) Pop() any {
@@ -391,23 +415,30 @@ func (h *byOldest) Pop() any {
 // channel's lock, and whether the client must be told of a gap.
 type start func(ch *channel) (pos uint64, gap bool)
 
+// Subscribe registers a live subscription: it receives what is appended
+// from now on. A broker with a store calls Begin on it before returning
+// it, to send first what the store holds for it.
+func (e *Local) Subscribe(r Request) (*Subscription, error) {
+	return e.subscribe(r, nil, true)
+}
+
 // subscribe registers a subscription. start gives each channel's first
 // position; nil means live only. Initial events carry the latest id of the
 // local logs, or LastID when replay starts there.
-func (e *engine) subscribe(r Request, from start, placed bool) (*Subscription, error) {
+func (e *Local) subscribe(r Request, from start, placed bool) (*Subscription, error) {
 	n := e.nextSub.Add(1)
 	s := &Subscription{
 		id:      strconv.FormatUint(n, 10),
 		shard:   n,
 		props:   r.Props,
 		names:   slices.Clone(r.Channels),
-		engine:  e,
+		local:   e,
 		notify:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		cursors: make([]atomic.Uint64, len(r.Channels)),
 		slots:   make([]int, len(r.Channels)),
 	}
-	var latest key
+	var latest ID
 	gap := false
 	for i, name := range r.Channels {
 		ch, err := e.channel(name)
@@ -422,7 +453,7 @@ func (e *engine) subscribe(r Request, from start, placed bool) (*Subscription, e
 			gap = gap || g
 		}
 		s.cursors[i].Store(pos)
-		if l := ch.latest(); latest.less(l) {
+		if l := ch.latest(); latest.Less(l) {
 			latest = l
 		}
 		ch.add(s, i)
@@ -430,7 +461,7 @@ func (e *engine) subscribe(r Request, from start, placed bool) (*Subscription, e
 		ch.mu.Unlock()
 	}
 	if gap {
-		s.initial = gapEvent(r.LastID, placed).AppendTo(s.initial)
+		s.initial = Gap(r.LastID, placed).AppendTo(s.initial)
 	}
 	id := latest.String()
 	if r.LastID != "" && from != nil && !gap {
@@ -449,9 +480,10 @@ func (e *engine) subscribe(r Request, from start, placed bool) (*Subscription, e
 	return s, nil
 }
 
-// gapEvent tells a resuming client that events after its id may be lost:
-// they left the history, or the id is not one this server can place.
-func gapEvent(lastID string, placed bool) sse.Event {
+// Gap is the event that tells a resuming client that events after its id
+// may be lost: they left the history (placed), or the id is not one this
+// server can place (malformed, from another run).
+func Gap(lastID string, placed bool) sse.Event {
 	if !placed {
 		return sse.Event{Type: GapEvent, Data: "id " + clip(lastID, 64) +
 			" is not one this server can place (malformed, or from another run): what follows is what a new connection gets"}
@@ -468,13 +500,14 @@ func clip(s string, n int) string {
 	return strconv.Quote(s[:n]) + "…"
 }
 
+// idLess orders two ids on the wire.
 func idLess(a, b string) bool {
-	ka, _ := parseKey(a)
-	kb, _ := parseKey(b)
-	return ka.less(kb)
+	ka, _ := ParseID(a)
+	kb, _ := ParseID(b)
+	return ka.Less(kb)
 }
 
-func (e *engine) subscribers(channels ...string) []Subscriber {
+func (e *Local) Subscribers(channels ...string) []Subscriber {
 	seen := map[*Subscription]bool{}
 	var out []Subscriber
 	for _, name := range channels {
@@ -511,7 +544,7 @@ func compareIDs(a, b string) int {
 
 // count is the number of subscriptions of any of the channels, without
 // building the list.
-func (e *engine) count(channels ...string) int {
+func (e *Local) Count(channels ...string) int {
 	if len(channels) == 1 {
 		ch := e.lookup(channels[0])
 		if ch == nil {
@@ -536,7 +569,7 @@ func (e *engine) count(channels ...string) int {
 	return len(seen)
 }
 
-func (e *engine) close() {
+func (e *Local) Close() {
 	e.mu.Lock()
 	e.closed = true
 	chans := make([]*channel, 0, len(e.channels))
@@ -569,7 +602,7 @@ type Subscription struct {
 	shard   uint64 // spreads counter updates, so subscribers do not contend
 	props   Props
 	names   []string
-	engine  *engine
+	local   *Local
 	chans   []*channel
 	cursors []atomic.Uint64
 	slots   []int // per channel: the index of this subscription in its subs
@@ -587,12 +620,47 @@ type Subscription struct {
 	initial []byte   // a gap event and initial events, sent first
 	replay  [][]byte // events fetched from a store before going live (Redis)
 	final   bool     // the replay ends with a Final event
-	skip    []key    // per channel: live entries up to this key were replayed already
+	skip    []ID     // per channel: live entries up to this key were replayed already
 	onClose func()   // the broker's own clean-up
 }
 
 // ID identifies the subscription among the broker's subscribers.
 func (s *Subscription) ID() string { return s.id }
+
+// Props are the subscriber's properties.
+func (s *Subscription) Props() Props { return s.props }
+
+// Preface is what a broker with a store sends a new subscription before
+// its live events, in this order: a gap event, the initial events, the
+// replay.
+type Preface struct {
+	Gap    bool   // events after LastID may have been lost
+	Placed bool   // LastID is an id the store gave (the gap's wording)
+	LastID string // the client's Last-Event-ID
+	// Initial events carry InitialID: the id a client resumes from
+	// without missing anything.
+	Initial   []sse.Event
+	InitialID string
+	Replay    [][]byte // encoded events from the store (Local.Encode)
+	// Skip, per channel of the request, is the last id the replay covered:
+	// live events up to it are not sent again.
+	Skip  []ID
+	Final bool   // the replay ends with a Final event
+	Close func() // the broker's own clean-up when the subscription closes
+}
+
+// Begin sets what the subscription sends before its live events. A broker
+// calls it once, before it returns the subscription from Subscribe.
+func (s *Subscription) Begin(p Preface) {
+	if p.Gap {
+		s.initial = Gap(p.LastID, p.Placed).AppendTo(s.initial)
+	}
+	for _, ev := range p.Initial {
+		ev.ID = p.InitialID
+		s.initial = ev.AppendTo(s.initial)
+	}
+	s.replay, s.skip, s.final, s.onClose = p.Replay, p.Skip, p.Final, p.Close
+}
 
 // Ready has a value when Next may have something to send.
 func (s *Subscription) Ready() <-chan struct{} { return s.notify }
@@ -663,7 +731,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 	delivered := len(s.replay)
 	s.replay = nil
 	if s.final {
-		s.engine.opts.Observer.Delivered(s.shard, delivered)
+		s.local.opts.Observer.Delivered(s.shard, delivered)
 		s.drop(ErrFinal)
 		return buf, ErrFinal
 	}
@@ -680,7 +748,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 		}
 		for ; pos < head; pos++ {
 			en := ch.at(pos)
-			if s.skip != nil && !s.skip[i].less(en.key) {
+			if s.skip != nil && !s.skip[i].Less(en.key) {
 				continue // replayed from the store already
 			}
 			buf = en.appendTo(buf, s.props)
@@ -688,7 +756,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 			if en.final {
 				s.cursors[i].Store(pos + 1)
 				ch.mu.RUnlock()
-				s.engine.opts.Observer.Delivered(s.shard, delivered)
+				s.local.opts.Observer.Delivered(s.shard, delivered)
 				s.drop(ErrFinal)
 				return buf, ErrFinal
 			}
@@ -697,7 +765,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 		ch.mu.RUnlock()
 	}
 	if delivered > 0 {
-		s.engine.opts.Observer.Delivered(s.shard, delivered)
+		s.local.opts.Observer.Delivered(s.shard, delivered)
 	}
 	return buf, nil
 }

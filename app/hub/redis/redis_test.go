@@ -1,4 +1,4 @@
-package hub
+package redis
 
 import (
 	"bytes"
@@ -11,13 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
+	"sselab/app/hub"
+	"sselab/app/hub/hubtest"
 	"sselab/app/hub/redistest"
 	"sselab/app/sse"
 )
 
-func newRedis(t *testing.T, url string, o Options) *Redis {
+func newRedis(t *testing.T, url string, o hub.Options) *Broker {
 	t.Helper()
-	r, err := NewRedis(t.Context(), url, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r, err := New(t.Context(), url, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,33 +30,64 @@ func newRedis(t *testing.T, url string, o Options) *Redis {
 }
 
 // readUntil reads from s until it has n events or the deadline passes.
-func readUntil(t *testing.T, s *Subscription, n int, within time.Duration) []sse.Event {
+func readUntil(t *testing.T, s *hub.Subscription, n int, within time.Duration) []sse.Event {
+	return hubtest.Until(t, s, n, within)
+}
+
+func read(t *testing.T, s *hub.Subscription) []sse.Event { return hubtest.Next(t, s) }
+
+func publish(t *testing.T, b hub.Broker, ch, data string) {
 	t.Helper()
-	var evs []sse.Event
-	deadline := time.After(within)
-	for len(evs) < n {
-		select {
-		case <-s.Ready():
-			evs = append(evs, read(t, s)...)
-		case <-deadline:
-			t.Fatalf("got %d events within %v, want %d: %+v", len(evs), within, n, evs)
+	if err := b.Publish(context.Background(), []string{ch}, hub.Message{Data: data}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The Redis broker passes the suite every broker must pass; a restart is
+// a redis-server restarted without persistence.
+func TestConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	hubtest.Run(t, hubtest.Kind{
+		New: func(t *testing.T, o hub.Options) hub.Broker { return newRedis(t, srv.URL, o) },
+		Restart: func(t *testing.T, o hub.Options) hub.Broker {
+			srv.Restart()
+			return newRedis(t, srv.URL, o)
+		},
+	})
+}
+
+// Every stream expires after IdleTTL unless it is published to or
+// listened to, and past StoreBytes publishes are refused.
+func TestBounds(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newRedis(t, srv.URL, hub.Options{IdleTTL: time.Hour})
+	publish(t, b, "c", "x")
+	for _, k := range []string{streamKey("c"), floorKey("c")} {
+		ttl, err := b.rdb.PTTL(t.Context(), k).Result()
+		if err != nil || ttl <= 0 || ttl > time.Hour {
+			t.Errorf("%s: PTTL %v %v, want within an hour", k, ttl, err)
 		}
 	}
-	return evs
+	tight := newRedis(t, srv.URL, hub.Options{StoreBytes: 1})
+	if err := tight.Publish(t.Context(), []string{"c"}, hub.Message{Data: "x"}); !errors.Is(err, hub.ErrFull) {
+		t.Errorf("publishing past StoreBytes: got %v, want ErrFull", err)
+	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRedisAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
-	funcs := map[string]Func{"mark": func(p Props, arg string) sse.Event {
+	funcs := map[string]hub.Func{"mark": func(p hub.Props, arg string) sse.Event {
 		if p["me"] == arg {
 			return sse.Event{Data: "mine"}
 		}
 		return sse.Event{Data: "theirs"}
 	}}
-	a := newRedis(t, srv.URL, Options{Funcs: funcs})
-	b := newRedis(t, srv.URL, Options{Funcs: funcs})
+	a := newRedis(t, srv.URL, hub.Options{Funcs: funcs})
+	b := newRedis(t, srv.URL, hub.Options{Funcs: funcs})
 
-	onB, err := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, Props: Props{"me": "x"}})
+	onB, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{"c"}, Props: hub.Props{"me": "x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +95,7 @@ func TestRedisAcrossInstances(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		publish(t, a, "c", strconv.Itoa(i))
 	}
-	a.Publish(t.Context(), []string{"c"}, Message{Func: "mark", Data: "x"})
+	a.Publish(t.Context(), []string{"c"}, hub.Message{Func: "mark", Data: "x"})
 	evs := readUntil(t, onB, 6, 5*time.Second)
 	for i := 0; i < 5; i++ {
 		if evs[i].Data != strconv.Itoa(i) || evs[i].ID == "" {
@@ -72,7 +107,7 @@ func TestRedisAcrossInstances(t *testing.T) {
 	}
 
 	// Replay on instance a from an id seen on instance b.
-	onA, err := a.Subscribe(t.Context(), Request{Channels: []string{"c"}, LastID: evs[2].ID, Props: Props{"me": "y"}})
+	onA, err := a.Subscribe(t.Context(), hub.Request{Channels: []string{"c"}, LastID: evs[2].ID, Props: hub.Props{"me": "y"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +132,7 @@ func TestRedisAcrossInstances(t *testing.T) {
 	if n, err := b.Count(t.Context(), "c"); err != nil || n != 2 {
 		t.Errorf("count of c seen from b: got %d %v, want 2", n, err)
 	}
-	recent, _ := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, Recent: 2})
+	recent, _ := b.Subscribe(t.Context(), hub.Request{Channels: []string{"c"}, Recent: 2})
 	if evs := read(t, recent); len(evs) != 2 || evs[1].Data != "live" {
 		t.Errorf("recent 2: got %+v", evs)
 	}
@@ -123,20 +158,20 @@ func TestRedisAcrossInstances(t *testing.T) {
 // instance keeps publishing.
 func TestRedisReplayWhilePublishing(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRedis(t, srv.URL, Options{History: 5000, Queue: 5000})
-	b := newRedis(t, srv.URL, Options{History: 5000, Queue: 5000})
+	a := newRedis(t, srv.URL, hub.Options{History: 5000, Queue: 5000})
+	b := newRedis(t, srv.URL, hub.Options{History: 5000, Queue: 5000})
 	const n = 1000
-	rec, _ := a.Subscribe(t.Context(), Request{Channels: []string{"c"}})
+	rec, _ := a.Subscribe(t.Context(), hub.Request{Channels: []string{"c"}})
 	defer rec.Close()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := 0; i < n; i++ {
-			a.Publish(context.Background(), []string{"c"}, Message{Data: strconv.Itoa(i)})
+			a.Publish(context.Background(), []string{"c"}, hub.Message{Data: strconv.Itoa(i)})
 		}
 	}()
 	first := readUntil(t, rec, 100, 10*time.Second)
-	s, err := b.Subscribe(t.Context(), Request{Channels: []string{"c"}, LastID: first[49].ID})
+	s, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{"c"}, LastID: first[49].ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,9 +187,9 @@ func TestRedisReplayWhilePublishing(t *testing.T) {
 
 func TestRedisRecovers(t *testing.T) {
 	srv := redistest.Start(t)
-	a := newRedis(t, srv.URL, Options{})
-	b := newRedis(t, srv.URL, Options{})
-	s, err := b.Subscribe(t.Context(), Request{Channels: []string{"c"}})
+	a := newRedis(t, srv.URL, hub.Options{})
+	b := newRedis(t, srv.URL, hub.Options{})
+	s, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{"c"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +198,9 @@ func TestRedisRecovers(t *testing.T) {
 	readUntil(t, s, 1, 5*time.Second)
 
 	srv.Stop()
-	err = a.Publish(t.Context(), []string{"c"}, Message{Data: "lost"})
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("publish while Redis is down: got %v, want ErrUnavailable", err)
+	err = a.Publish(t.Context(), []string{"c"}, hub.Message{Data: "lost"})
+	if !errors.Is(err, hub.ErrUnavailable) {
+		t.Fatalf("publish while Redis is down: got %v, want hub.ErrUnavailable", err)
 	}
 	select {
 	case <-s.Done():
@@ -178,7 +213,7 @@ func TestRedisRecovers(t *testing.T) {
 	// on b picks the channel up again by itself.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		err := a.Publish(t.Context(), []string{"c"}, Message{Data: "after"})
+		err := a.Publish(t.Context(), []string{"c"}, hub.Message{Data: "after"})
 		if err == nil {
 			break
 		}
@@ -196,10 +231,10 @@ func TestRedisRecovers(t *testing.T) {
 // subscriptions share it, and it ends when its last subscription closes.
 func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 	srv := redistest.Start(t)
-	r := newRedis(t, srv.URL, Options{})
-	var subs []*Subscription
+	r := newRedis(t, srv.URL, hub.Options{})
+	var subs []*hub.Subscription
 	for _, ch := range []string{"a", "b", "c", "a"} {
-		s, err := r.Subscribe(t.Context(), Request{Channels: []string{ch}})
+		s, err := r.Subscribe(t.Context(), hub.Request{Channels: []string{ch}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +256,7 @@ func waitLoops(t *testing.T, want int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got := countStacks("sselab/app/hub.(*Redis).run(")
+		got := countStacks("sselab/app/hub/redis.(*Broker).run(")
 		if got == want {
 			return
 		}

@@ -1,4 +1,7 @@
-package hub
+// Package redis is the hub's broker for several instances: channels are
+// Redis Streams, fanned out in each process by a hub.Local. It uses only
+// the hub's exported API, as a broker for any other store would.
+package redis
 
 import (
 	"context"
@@ -14,7 +17,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	redis "github.com/redis/go-redis/v9"
+
+	"sselab/app/hub"
 )
 
 // Redis is the broker for several instances: every channel is a Redis
@@ -28,12 +33,13 @@ import (
 // process. Replay after Last-Event-ID reads the stream with XRANGE, so it
 // works whichever instance the client reconnects to.
 //
-// When Redis goes away, Publish and Subscribe return ErrUnavailable, open
+// When Redis goes away, Publish and Subscribe return hub.ErrUnavailable, open
 // streams stay open (their keepalives go on), the loops retry with
 // back-off, and go-redis reconnects by itself.
-type Redis struct {
+type Broker struct {
 	rdb      *redis.Client
-	e        *engine
+	e        *hub.Local
+	opts     hub.Options // the local fan-out's, defaults applied
 	log      *slog.Logger
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -51,7 +57,10 @@ type Redis struct {
 	presence  map[string]presence // subscription id -> its presence record
 }
 
-var _ Broker = (*Redis)(nil)
+var (
+	_ hub.Broker       = (*Broker)(nil)
+	_ hub.SecretSharer = (*Broker)(nil)
+)
 
 type follower struct {
 	refs   int
@@ -71,7 +80,7 @@ func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
 func floorKey(channel string) string { return keyPrefix + "floor:" + channel }
 
 // NewRedis connects to the Redis server at url (redis://host:port/db).
-func NewRedis(ctx context.Context, url string, o Options, log *slog.Logger) (*Redis, error) {
+func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Broker, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("-redis %q: %w", url, err)
@@ -90,8 +99,9 @@ func NewRedis(ctx context.Context, url string, o Options, log *slog.Logger) (*Re
 	id := make([]byte, 8)
 	rand.Read(id)
 	bctx, cancel := context.WithCancel(context.Background())
-	r := &Redis{
-		rdb: rdb, e: newEngine(o, func() key { return key{} }), log: log, ctx: bctx, cancel: cancel,
+	local := hub.NewLocal(o, nil)
+	r := &Broker{
+		rdb: rdb, e: local, opts: local.Options(), log: log, ctx: bctx, cancel: cancel,
 		instance:  hex.EncodeToString(id),
 		followers: map[string]*follower{},
 		presence:  map[string]presence{},
@@ -110,7 +120,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
-func unavailable(err error) error { return fmt.Errorf("%w: %v", ErrUnavailable, err) }
+func unavailable(err error) error { return fmt.Errorf("%w: %v", hub.ErrUnavailable, err) }
 
 // publishScript adds one event to each of n streams: KEYS are stream and
 // floor key pairs, ARGV the expiry in ms, n, each stream's history bound,
@@ -154,9 +164,9 @@ end
 return ids
 `)
 
-// Publish adds m to each channel's stream, or returns ErrFull while Redis
+// Publish adds m to each channel's stream, or returns hub.ErrFull while Redis
 // holds more than StoreBytes.
-func (r *Redis) Publish(ctx context.Context, channels []string, m Message) error {
+func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) error {
 	fields := encodeMessage(m)
 	size := 0
 	for _, f := range fields {
@@ -166,7 +176,7 @@ func (r *Redis) Publish(ctx context.Context, channels []string, m Message) error
 		return err
 	}
 	keys := make([]string, 0, 2*len(channels))
-	args := []any{r.e.opts.IdleTTL.Milliseconds(), len(channels)}
+	args := []any{r.opts.IdleTTL.Milliseconds(), len(channels)}
 	for _, name := range channels {
 		keys = append(keys, streamKey(name), floorKey(name))
 		args = append(args, r.maxLen(name))
@@ -177,17 +187,17 @@ func (r *Redis) Publish(ctx context.Context, channels []string, m Message) error
 	return nil
 }
 
-func (r *Redis) maxLen(channel string) int {
-	if slices.Contains(r.e.opts.State, channel) {
+func (r *Broker) maxLen(channel string) int {
+	if slices.Contains(r.opts.State, channel) {
 		return 1
 	}
-	return r.e.opts.History
+	return r.opts.History
 }
 
 // roomFor refuses a publish while Redis holds more than StoreBytes. It
 // reads used_memory at most once a second or after each MiB this instance
 // published, so instances together pass the bound by little.
-func (r *Redis) roomFor(ctx context.Context, n int) error {
+func (r *Broker) roomFor(ctx context.Context, n int) error {
 	r.memMu.Lock()
 	defer r.memMu.Unlock()
 	if time.Since(r.memAt) > time.Second || r.memSince > 1<<20 {
@@ -197,8 +207,8 @@ func (r *Redis) roomFor(ctx context.Context, n int) error {
 		}
 		r.memUsed, r.memAt, r.memSince = usedMemory(info), time.Now(), 0
 	}
-	if r.memUsed+r.memSince > r.e.opts.StoreBytes {
-		return fmt.Errorf("%w: Redis holds %d bytes, past the bound of %d", ErrFull, r.memUsed+r.memSince, r.e.opts.StoreBytes)
+	if r.memUsed+r.memSince > r.opts.StoreBytes {
+		return fmt.Errorf("%w: Redis holds %d bytes, past the bound of %d", hub.ErrFull, r.memUsed+r.memSince, r.opts.StoreBytes)
 	}
 	r.memSince += int64(n)
 	return nil
@@ -216,7 +226,7 @@ func usedMemory(info string) int64 {
 }
 
 // encodeMessage is a message as stream fields; empty fields are left out.
-func encodeMessage(m Message) []any {
+func encodeMessage(m hub.Message) []any {
 	v := []any{"type", m.Type, "data", m.Data}
 	add := func(k, val string) {
 		if val != "" {
@@ -237,9 +247,9 @@ func encodeMessage(m Message) []any {
 	return v
 }
 
-func toMessage(v map[string]any) Message {
+func toMessage(v map[string]any) hub.Message {
 	str := func(k string) string { s, _ := v[k].(string); return s }
-	m := Message{Type: str("type"), Data: str("data"), Func: str("func"), ID: str("id"), NoID: str("noid") == "1", Final: str("final") == "1"}
+	m := hub.Message{Type: str("type"), Data: str("data"), Func: str("func"), ID: str("id"), NoID: str("noid") == "1", Final: str("final") == "1"}
 	if ms, err := strconv.ParseInt(str("retry"), 10, 64); err == nil {
 		m.Retry, m.HasRetry = time.Duration(ms)*time.Millisecond, true
 	}
@@ -248,173 +258,176 @@ func toMessage(v map[string]any) Message {
 
 // Subscribe follows the channels, replays from the streams when asked,
 // then goes live from the local logs, skipping what the replay covered.
-func (r *Redis) Subscribe(ctx context.Context, req Request) (*Subscription, error) {
-	for i, name := range req.Channels {
-		if err := r.follow(name); err != nil {
-			for _, n := range req.Channels[:i] {
-				r.unfollow(n)
-			}
-			return nil, err
-		}
-	}
-	release := func() {
-		for _, n := range req.Channels {
-			r.unfollow(n)
-		}
+func (r *Broker) Subscribe(ctx context.Context, req hub.Request) (*hub.Subscription, error) {
+	release, err := r.followAll(req.Channels)
+	if err != nil {
+		return nil, err
 	}
 	// Registered before the replay is read: whatever the replay misses
-	// arrives live, and what both have is skipped by id. Initial events are
-	// encoded here: their id is the stream's, which the local logs may lack.
+	// arrives live, and what both have is skipped by id. Initial events
+	// come with the preface: their id is the stream's, which the local
+	// logs may lack.
 	live := req
 	live.Initial = nil
-	s, err := r.e.subscribe(live, nil, true)
+	s, err := r.e.Subscribe(live)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	rp, err := r.replay(ctx, req, s.props)
+	p, err := r.replay(ctx, req, s.Props())
 	if err != nil {
 		s.Close()
 		release()
 		return nil, err
 	}
-	s.replay, s.skip, s.final = rp.frames, rp.skip, rp.final
-	if rp.gap {
-		s.initial = gapEvent(req.LastID, !rp.unplaced).AppendTo(s.initial)
+	gone := r.present(ctx, s.ID(), req)
+	p.Close = func() { gone(); release() }
+	s.Begin(p)
+	return s, nil
+}
+
+// followAll makes sure this process reads every channel; release undoes
+// it.
+func (r *Broker) followAll(channels []string) (release func(), err error) {
+	for i, name := range channels {
+		if err := r.follow(name); err != nil {
+			for _, n := range channels[:i] {
+				r.unfollow(n)
+			}
+			return nil, err
+		}
 	}
-	for _, ev := range req.Initial {
-		ev.ID = rp.latest
-		s.initial = ev.AppendTo(s.initial)
-	}
-	rec, _ := json.Marshal(Subscriber{ID: r.instance + "-" + s.id, Channels: req.Channels, Props: req.Props})
+	return func() {
+		for _, n := range channels {
+			r.unfollow(n)
+		}
+	}, nil
+}
+
+// present records a local subscription where every instance sees it, and
+// returns what removes the record.
+func (r *Broker) present(ctx context.Context, id string, req hub.Request) (gone func()) {
+	rec, _ := json.Marshal(hub.Subscriber{ID: r.instance + "-" + id, Channels: req.Channels, Props: req.Props})
 	p := presence{channels: slices.Clone(req.Channels), record: string(rec)}
 	r.mu.Lock()
-	r.presence[s.id] = p
+	r.presence[id] = p
 	r.mu.Unlock()
 	if _, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for _, ch := range p.channels {
-			pl.HSet(ctx, r.presenceKey(ch), s.id, p.record)
+			pl.HSet(ctx, r.presenceKey(ch), id, p.record)
 			pl.Expire(ctx, r.presenceKey(ch), presenceTTL)
 		}
 		return nil
 	}); err != nil {
 		r.log.Warn("redis: recording a subscriber", "err", err)
 	}
-	s.onClose = func() {
+	return func() {
 		r.mu.Lock()
-		delete(r.presence, s.id)
+		delete(r.presence, id)
 		r.mu.Unlock()
 		ctx := context.WithoutCancel(ctx)
 		if _, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 			for _, ch := range p.channels {
-				pl.HDel(ctx, r.presenceKey(ch), s.id)
+				pl.HDel(ctx, r.presenceKey(ch), id)
 			}
 			return nil
 		}); err != nil {
 			r.log.Debug("redis: removing a subscriber", "err", err)
 		}
-		release()
 	}
-	return s, nil
 }
 
 // presence is a local subscription as the other instances see it.
 type presence struct {
 	channels []string
-	record   string // a Subscriber as JSON
-}
-
-// replayed is what a subscriber must see before live events.
-type replayed struct {
-	frames [][]byte // encoded events
-	skip   []key    // per channel: the last key the replay covered
-	final  bool     // the replay ends with a Final event
-	latest string   // the id initial events carry
-	gap    bool     // events after LastID may have been lost
-	// unplaced: LastID is not an id this store gave (malformed, from the
-	// future); the replay is what a new subscription gets
-	unplaced bool
+	record   string // a hub.Subscriber as JSON
 }
 
 // replay reads what the subscriber must see before live events: what the
 // streams hold after LastID, else the Recent latest.
-func (r *Redis) replay(ctx context.Context, req Request, props Props) (replayed, error) {
-	rp := replayed{skip: make([]key, len(req.Channels)), latest: "0"}
+func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (hub.Preface, error) {
+	p := hub.Preface{Skip: make([]hub.ID, len(req.Channels)), InitialID: "0", LastID: req.LastID, Initial: req.Initial, Placed: true}
 	encode := func(i int, msgs []redis.XMessage) {
 		for _, xm := range msgs {
-			k, ok := parseKey(xm.ID)
-			if !ok || rp.final {
+			k, ok := hub.ParseID(xm.ID)
+			if !ok || p.Final {
 				continue
 			}
-			en := r.e.newEntry(k, xm.ID, toMessage(xm.Values))
-			rp.frames = append(rp.frames, en.appendTo(nil, props))
-			rp.skip[i] = k
-			rp.final = en.final
+			frame, final := r.e.Encode(k, xm.ID, toMessage(xm.Values), props)
+			p.Replay = append(p.Replay, frame)
+			p.Skip[i], p.Final = k, final
 		}
 	}
 	states := make([]streamState, len(req.Channels))
 	for i, name := range req.Channels {
 		st, err := r.state(ctx, name)
 		if err != nil {
-			return replayed{}, err
+			return hub.Preface{}, err
 		}
 		states[i] = st
-		if idLess(rp.latest, st.last) {
-			rp.latest = st.last
+		if idLess(p.InitialID, st.last) {
+			p.InitialID = st.last
 		}
 	}
 	if req.LastID != "" {
 		last, k, placed, err := r.place(ctx, req.Channels, req.LastID, states)
 		if err != nil {
-			return replayed{}, err
+			return hub.Preface{}, err
 		}
 		if placed {
 			for i, name := range req.Channels {
-				rp.skip[i] = k // the client has everything up to its id
-				if k.less(states[i].floor) {
-					rp.gap = true
+				p.Skip[i] = k // the client has everything up to its id
+				if k.Less(states[i].floor) {
+					p.Gap = true
 				}
-				msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.e.opts.History)).Result()
+				msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.opts.History)).Result()
 				if err != nil {
-					return replayed{}, unavailable(err)
+					return hub.Preface{}, unavailable(err)
 				}
 				encode(i, msgs)
 			}
-			if !rp.gap {
-				rp.latest = req.LastID // initial events mark where replay starts
+			if !p.Gap {
+				p.InitialID = req.LastID // initial events mark where replay starts
 			}
-			return rp, nil
+			return p, nil
 		}
-		rp.gap, rp.unplaced = true, true // what a new subscription gets
+		p.Gap, p.Placed = true, false // what a new subscription gets
 	}
 	if req.Recent > 0 {
 		for i, name := range req.Channels {
 			msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
 			if err != nil {
-				return replayed{}, unavailable(err)
+				return hub.Preface{}, unavailable(err)
 			}
 			slices.Reverse(msgs)
 			encode(i, msgs)
 		}
 	}
-	return rp, nil
+	return p, nil
+}
+
+// idLess orders two stream ids.
+func idLess(a, b string) bool {
+	ka, _ := hub.ParseID(a)
+	kb, _ := hub.ParseID(b)
+	return ka.Less(kb)
 }
 
 // streamState is what replay needs to know of a stream.
 type streamState struct {
 	exists bool   // the stream has events
 	last   string // the newest id given, or the birth id of a stream with none
-	floor  key    // ids below it may have been lost: trimmed, or before the stream was born
+	floor  hub.ID // ids below it may have been lost: trimmed, or before the stream was born
 }
 
-func (r *Redis) state(ctx context.Context, channel string) (streamState, error) {
+func (r *Broker) state(ctx context.Context, channel string) (streamState, error) {
 	var info *redis.XInfoStreamCmd
 	var floor *redis.StringCmd
 	_, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		// A stream not made yet is born now: a client told this id and
 		// resuming from it has missed nothing that comes later.
 		now := strconv.FormatInt(time.Now().UnixMilli(), 10) + "-0"
-		pl.SetNX(ctx, floorKey(channel), now, r.e.opts.IdleTTL)
+		pl.SetNX(ctx, floorKey(channel), now, r.opts.IdleTTL)
 		info = pl.XInfoStream(ctx, streamKey(channel))
 		floor = pl.Get(ctx, floorKey(channel))
 		return nil
@@ -424,7 +437,7 @@ func (r *Redis) state(ctx context.Context, channel string) (streamState, error) 
 		return streamState{}, unavailable(err)
 	}
 	st := streamState{exists: !missing, last: floor.Val()}
-	if k, ok := parseKey(floor.Val()); ok {
+	if k, ok := hub.ParseID(floor.Val()); ok {
 		st.floor = k
 	}
 	if missing {
@@ -438,33 +451,33 @@ func (r *Redis) state(ctx context.Context, channel string) (streamState, error) 
 // publisher's own id (Message.ID) found by a scan of the bounded history,
 // or, ids being ordered, any id up to the newest given. It returns the
 // stream id to read after, and its key.
-func (r *Redis) place(ctx context.Context, channels []string, id string, states []streamState) (string, key, bool, error) {
-	newest := key{}
+func (r *Broker) place(ctx context.Context, channels []string, id string, states []streamState) (string, hub.ID, bool, error) {
+	newest := hub.ID{}
 	for _, st := range states {
-		if l, _ := parseKey(st.last); newest.less(l) {
+		if l, _ := hub.ParseID(st.last); newest.Less(l) {
 			newest = l
 		}
 	}
-	if k, ok := parseKey(id); ok && !newest.less(k) {
-		return strconv.FormatUint(k.hi, 10) + "-" + strconv.FormatUint(k.lo, 10), k, true, nil
+	if k, ok := hub.ParseID(id); ok && !newest.Less(k) {
+		return strconv.FormatUint(k.Hi, 10) + "-" + strconv.FormatUint(k.Lo, 10), k, true, nil
 	}
 	for _, name := range channels {
-		msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(r.e.opts.History)).Result()
+		msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(r.opts.History)).Result()
 		if err != nil {
-			return "", key{}, false, unavailable(err)
+			return "", hub.ID{}, false, unavailable(err)
 		}
 		for _, xm := range msgs {
 			if own := toMessage(xm.Values).ID; own != "" && own == id {
-				k, _ := parseKey(xm.ID)
+				k, _ := hub.ParseID(xm.ID)
 				return xm.ID, k, true, nil
 			}
 		}
 	}
-	return "", key{}, false, nil // malformed, or from the future: not an id given here
+	return "", hub.ID{}, false, nil // malformed, or from the future: not an id given here
 }
 
 // follow makes sure one XREAD loop runs for the channel in this process.
-func (r *Redis) follow(name string) error {
+func (r *Broker) follow(name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if f := r.followers[name]; f != nil {
@@ -472,7 +485,7 @@ func (r *Redis) follow(name string) error {
 		return nil
 	}
 	if r.ctx.Err() != nil {
-		return ErrClosed
+		return hub.ErrClosed
 	}
 	// Start after the newest entry there is now: a subscriber's replay
 	// reads the stream itself, so nothing before this point is needed.
@@ -491,7 +504,7 @@ func (r *Redis) follow(name string) error {
 	return nil
 }
 
-func (r *Redis) unfollow(name string) {
+func (r *Broker) unfollow(name string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	f := r.followers[name]
@@ -506,7 +519,7 @@ func (r *Redis) unfollow(name string) {
 
 // run is a channel's XREAD loop: it appends every new entry to the local
 // log, which wakes the local subscribers.
-func (r *Redis) run(ctx context.Context, name, last string) {
+func (r *Broker) run(ctx context.Context, name, last string) {
 	defer r.wg.Done()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -530,8 +543,8 @@ func (r *Redis) run(ctx context.Context, name, last string) {
 		backoff = 100 * time.Millisecond
 		for _, st := range res {
 			for _, xm := range st.Messages {
-				if k, ok := parseKey(xm.ID); ok {
-					if err := r.e.append(name, xm.ID, k, toMessage(xm.Values)); err != nil {
+				if k, ok := hub.ParseID(xm.ID); ok {
+					if err := r.e.Append(name, xm.ID, k, toMessage(xm.Values)); err != nil {
 						r.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
 					}
 				}
@@ -555,11 +568,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // Who listens where, for every instance to see: the sorted set
 // sselab:instances holds each live instance with its expiry time as score,
 // and sselab:presence:INSTANCE:CHANNEL maps each of its subscriptions of
-// that channel to a Subscriber record. Counting a channel's subscribers is
+// that channel to a hub.Subscriber record. Counting a channel's subscribers is
 // then one HLEN per live instance, whatever the number of subscribers.
 const instancesKey = keyPrefix + "instances"
 
-func (r *Redis) presenceKey(channel string) string {
+func (r *Broker) presenceKey(channel string) string {
 	return presenceKey(r.instance, channel)
 }
 
@@ -569,7 +582,7 @@ func presenceKey(instance, channel string) string {
 
 // heartbeat keeps this instance and its subscriber records alive, and
 // writes them again after Redis lost them (a restart without persistence).
-func (r *Redis) heartbeat() {
+func (r *Broker) heartbeat() {
 	defer r.wg.Done()
 	tick := time.NewTicker(presenceTTL / 3)
 	defer tick.Stop()
@@ -589,8 +602,8 @@ func (r *Redis) heartbeat() {
 				pl.HSet(r.ctx, r.presenceKey(ch), recs...)
 				pl.Expire(r.ctx, r.presenceKey(ch), presenceTTL)
 				// A channel that is listened to does not expire.
-				pl.PExpire(r.ctx, streamKey(ch), r.e.opts.IdleTTL)
-				pl.PExpire(r.ctx, floorKey(ch), r.e.opts.IdleTTL)
+				pl.PExpire(r.ctx, streamKey(ch), r.opts.IdleTTL)
+				pl.PExpire(r.ctx, floorKey(ch), r.opts.IdleTTL)
 			}
 			return nil
 		})
@@ -606,7 +619,7 @@ func (r *Redis) heartbeat() {
 }
 
 // liveInstances are the instances whose heartbeat has not expired.
-func (r *Redis) liveInstances(ctx context.Context) ([]string, error) {
+func (r *Broker) liveInstances(ctx context.Context) ([]string, error) {
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	ids, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: instancesKey, Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
 	if err != nil {
@@ -620,10 +633,10 @@ func (r *Redis) liveInstances(ctx context.Context) ([]string, error) {
 
 // Subscribers lists the subscribers of every instance. When Redis cannot
 // be read it returns this instance's own, with the error.
-func (r *Redis) Subscribers(ctx context.Context, channels ...string) ([]Subscriber, error) {
+func (r *Broker) Subscribers(ctx context.Context, channels ...string) ([]hub.Subscriber, error) {
 	instances, err := r.liveInstances(ctx)
 	if err != nil {
-		return r.e.subscribers(channels...), err
+		return r.e.Subscribers(channels...), err
 	}
 	var cmds []*redis.MapStringStringCmd
 	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
@@ -635,34 +648,34 @@ func (r *Redis) Subscribers(ctx context.Context, channels ...string) ([]Subscrib
 		return nil
 	})
 	if err != nil {
-		return r.e.subscribers(channels...), unavailable(err)
+		return r.e.Subscribers(channels...), unavailable(err)
 	}
 	seen := map[string]bool{}
-	var out []Subscriber
+	var out []hub.Subscriber
 	for _, cmd := range cmds {
 		for _, rec := range cmd.Val() {
-			var s Subscriber
+			var s hub.Subscriber
 			if json.Unmarshal([]byte(rec), &s) == nil && !seen[s.ID] {
 				seen[s.ID] = true
 				out = append(out, s)
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Subscriber) int { return compareIDs(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b hub.Subscriber) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
 // Count is how many subscribers the channels have on every instance: for
 // one channel, two round trips: the live instances, then one pipeline of
 // an HLEN per instance.
-func (r *Redis) Count(ctx context.Context, channels ...string) (int, error) {
+func (r *Broker) Count(ctx context.Context, channels ...string) (int, error) {
 	if len(channels) != 1 {
 		subs, err := r.Subscribers(ctx, channels...)
 		return len(subs), err
 	}
 	instances, err := r.liveInstances(ctx)
 	if err != nil {
-		return r.e.count(channels...), err
+		return r.e.Count(channels...), err
 	}
 	var cmds []*redis.IntCmd
 	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
@@ -672,7 +685,7 @@ func (r *Redis) Count(ctx context.Context, channels ...string) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return r.e.count(channels...), unavailable(err)
+		return r.e.Count(channels...), unavailable(err)
 	}
 	n := 0
 	for _, cmd := range cmds {
@@ -683,7 +696,7 @@ func (r *Redis) Count(ctx context.Context, channels ...string) (int, error) {
 
 // SharedSecret returns a random 32-byte secret that every instance using
 // this Redis shares, made by whichever asks first.
-func (r *Redis) SharedSecret(ctx context.Context, name string) ([]byte, error) {
+func (r *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) {
 	k := keyPrefix + "secret:" + name
 	fresh := make([]byte, 32)
 	rand.Read(fresh)
@@ -698,10 +711,10 @@ func (r *Redis) SharedSecret(ctx context.Context, name string) ([]byte, error) {
 }
 
 // Close stops the loops, ends every subscription and disconnects.
-func (r *Redis) Close() error {
+func (r *Broker) Close() error {
 	r.cancel()
 	r.wg.Wait()
-	r.e.close()
+	r.e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	r.mu.Lock()
