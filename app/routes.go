@@ -12,7 +12,8 @@ import (
 )
 
 // route is one entry of the site. The home page's route table is made from
-// this same list, so it cannot drift from what is served.
+// the same entries that are registered, so it cannot drift from what is
+// served.
 type route struct {
 	methods []string
 	path    string
@@ -23,15 +24,16 @@ type route struct {
 	curl    string // for the route table; {base} becomes the site's URL
 }
 
-type handlerSet struct {
-	site  *handlers.Site
-	time  *handlers.TimeFeed
-	gen   *handlers.Generator
-	vis   *handlers.Visits
-	chat  *handlers.Chat
-	tok   *handlers.Tokens
-	ops   http.Handler // /metrics
-	table *[]route
+// demo is one demo of the site. This table feeds the routes, the nav, the
+// home page's cards and its route table: a new demo is a handler file, a
+// view, a script, and one entry here.
+type demo struct {
+	title  string // the card's title
+	nav    string // the nav's label
+	href   string // the demo's page
+	seed   string // the write-up it reproduces
+	lesson string
+	routes []route
 }
 
 var (
@@ -40,68 +42,100 @@ var (
 	getPost = []string{http.MethodGet, http.MethodPost}
 )
 
-func newHandlers(d Deps) *handlerSet {
-	h := &handlerSet{
-		time: handlers.NewTimeFeed(d.Feed, d.Metrics, d.Config.Retry, d.Config.Keepalive),
-		gen:  handlers.NewGenerator(d.Metrics),
-		vis:  handlers.NewVisits(d.Broker, d.Config.Keepalive),
-		chat: handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey),
-		tok:  handlers.NewTokens(d.Broker, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs)),
-		ops:  d.Metrics.Handler(),
+// demos is every demo, in the order the nav and the home page show them.
+func demos(d Deps) []demo {
+	tf := handlers.NewTimeFeed(d.Feed, d.Metrics, d.Config.Retry, d.Config.Keepalive)
+	gen := handlers.NewGenerator(d.Metrics)
+	vis := handlers.NewVisits(d.Broker, d.Config.Keepalive)
+	chat := handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey)
+	tok := handlers.NewTokens(d.Broker, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs))
+	return []demo{
+		{title: "Time feed", nav: "Time feed", href: "/time/", seed: "CherryPy time feed",
+			lesson: "A response that ends makes EventSource reconnect after the retry delay, so a short response per event is polling in disguise. A response that is not text/event-stream stops the retries for good.",
+			routes: []route{
+				{methods: get, path: "/time/", handler: tf.Page, doc: "Time feed page (the CherryPy seed).", curl: "curl {base}/time/"},
+				{methods: get, path: "/time/sendTime", handler: tf.Send, stream: true,
+					doc:  "One time event per short response; ?mode=stream&interval=250ms for one long-lived stream.",
+					curl: "curl -N '{base}/time/sendTime?mode=stream&interval=250ms'"},
+				{methods: getPost, path: "/time/timeSwitch", handler: tf.ToggleFeed, changes: true, doc: "Toggle the feed (it starts off).", curl: "curl -X POST {base}/time/timeSwitch"},
+				{methods: getPost, path: "/time/typeSwitch", handler: tf.ToggleType, changes: true, doc: "Toggle the content-type switch: sendTime answers text/plain.", curl: "curl -X POST {base}/time/typeSwitch"},
+				{methods: get, path: "/time/status", handler: tf.Status, doc: "Both switches as JSON.", curl: "curl {base}/time/status"},
+			}},
+		{title: "Finite generator", nav: "Generator", href: "/eventsource/page", seed: "Pylons finite generator",
+			lesson: "Ten events flushed one by one, then the response ends and the browser starts the generator again. Anything that buffers the body between handler and socket holds every event back until the end.",
+			routes: []route{
+				{methods: get, path: "/eventsource/page", handler: gen.Page, doc: "Finite generator page (the Pylons seed).", curl: "curl {base}/eventsource/page"},
+				{methods: get, path: "/eventsource/js", handler: gen.JS, doc: "The page's script.", curl: "curl {base}/eventsource/js"},
+				{methods: get, path: "/eventsource/event_sender", handler: gen.Send, stream: true,
+					doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
+					curl: "curl -N '{base}/eventsource/event_sender?interval=200ms'"},
+			}},
+		{title: "Visits", nav: "Visits", href: "/visits/", seed: "Python Publisher library",
+			lesson: "Channels, a publish that is a function of each subscriber, initial data and a subscriber list. Every event has an id in a bounded history, so a reconnect replays what it missed, and a slow subscriber is cut off instead of slowing the rest.",
+			routes: []route{
+				{methods: get, path: "/visits/", handler: vis.Page, doc: "Publishes a visit to channel visits, then serves the page (the Publisher seed).", curl: "curl {base}/visits/"},
+				{methods: get, path: "/visits/subscribe", handler: vis.Subscribe, stream: true,
+					doc:  "Long-lived stream of channel visits, with ids; Last-Event-ID or ?lastEventId= replays.",
+					curl: "curl -N {base}/visits/subscribe"},
+			}},
+		{title: "Chat", nav: "Chat", href: "/chat/", seed: "Flask chat over Redis pub/sub",
+			lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them.",
+			routes: []route{
+				{methods: get, path: "/chat/", handler: chat.Page, doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", curl: "curl {base}/chat/"},
+				{methods: post, path: "/chat/login", handler: chat.Login, doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
+					curl: "curl -i -d user=ann {base}/chat/login"},
+				{methods: post, path: "/chat/post", handler: chat.Post, doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
+					curl: "curl -d message=hello {base}/chat/post"},
+				{methods: get, path: "/chat/stream", handler: chat.Stream, stream: true,
+					doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
+					curl: "curl -N {base}/chat/stream"},
+			}},
+		{title: "Token streams", nav: "Tokens", href: "/tokens/", seed: "Tornado eventsource library",
+			lesson: "Streams addressed by a token; other clients post ping, close and retry to them. Keepalive comments, ids, JSON events, and the command-line listener and request tools.",
+			routes: []route{
+				{methods: get, path: "/tokens/", handler: tok.Page, doc: "Token streams page (the Tornado eventsource seed).", curl: "curl {base}/tokens/"},
+				{methods: get, path: "/tokens/:token/poll", handler: tok.Poll, stream: true,
+					doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
+					curl: "curl -N {base}/tokens/demo/poll"},
+				{methods: post, path: "/tokens/:token/:action", handler: tok.Act,
+					doc:  "Post ping, close or retry (the body, or form field data) to every listener; answers how many were reached.",
+					curl: "curl -d 42 {base}/tokens/demo/ping"},
+			}},
 	}
-	h.table = new([]route)
-	h.site = handlers.NewSite(func() []views.RouteRow { return routeRows(*h.table) })
-	return h
 }
 
-// routes is every route of the site, in the order the home page lists them.
-func routes(h *handlerSet) []route {
-	rs := []route{
-		{methods: get, path: "/", handler: h.site.Home, doc: "This page: the demos and every route.", curl: "curl {base}/"},
+// siteMap is what the server registers and shows: every route, the 404
+// page, and the nav every page carries.
+type siteMap struct {
+	routes   []route
+	notFound echo.HandlerFunc
+	nav      []views.NavItem
+}
 
-		{methods: get, path: "/time/", handler: h.time.Page, doc: "Time feed page (the CherryPy seed).", curl: "curl {base}/time/"},
-		{methods: get, path: "/time/sendTime", handler: h.time.Send, stream: true,
-			doc:  "One time event per short response; ?mode=stream&interval=250ms for one long-lived stream.",
-			curl: "curl -N {base}/time/sendTime?mode=stream&interval=250ms"},
-		{methods: getPost, path: "/time/timeSwitch", handler: h.time.ToggleFeed, changes: true, doc: "Toggle the feed (it starts off).", curl: "curl -X POST {base}/time/timeSwitch"},
-		{methods: getPost, path: "/time/typeSwitch", handler: h.time.ToggleType, changes: true, doc: "Toggle the content-type switch: sendTime answers text/plain.", curl: "curl -X POST {base}/time/typeSwitch"},
-		{methods: get, path: "/time/status", handler: h.time.Status, doc: "Both switches as JSON.", curl: "curl {base}/time/status"},
-
-		{methods: get, path: "/eventsource/page", handler: h.gen.Page, doc: "Finite generator page (the Pylons seed).", curl: "curl {base}/eventsource/page"},
-		{methods: get, path: "/eventsource/js", handler: h.gen.JS, doc: "The page's script.", curl: "curl {base}/eventsource/js"},
-		{methods: get, path: "/eventsource/event_sender", handler: h.gen.Send, stream: true,
-			doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
-			curl: "curl -N {base}/eventsource/event_sender?interval=200ms"},
-
-		{methods: get, path: "/visits/", handler: h.vis.Page, doc: "Publishes a visit to channel visits, then serves the page (the Publisher seed).", curl: "curl {base}/visits/"},
-		{methods: get, path: "/visits/subscribe", handler: h.vis.Subscribe, stream: true,
-			doc:  "Long-lived stream of channel visits, with ids; Last-Event-ID or ?lastEventId= replays.",
-			curl: "curl -N {base}/visits/subscribe"},
-
-		{methods: get, path: "/chat/", handler: h.chat.Page, doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", curl: "curl {base}/chat/"},
-		{methods: post, path: "/chat/login", handler: h.chat.Login, doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
-			curl: "curl -i -d user=ann {base}/chat/login"},
-		{methods: post, path: "/chat/post", handler: h.chat.Post, doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
-			curl: "curl -d message=hello {base}/chat/post"},
-		{methods: get, path: "/chat/stream", handler: h.chat.Stream, stream: true,
-			doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
-			curl: "curl -N {base}/chat/stream"},
-
-		{methods: get, path: "/tokens/", handler: h.tok.Page, doc: "Token streams page (the Tornado eventsource seed).", curl: "curl {base}/tokens/"},
-		{methods: get, path: "/tokens/:token/poll", handler: h.tok.Poll, stream: true,
-			doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
-			curl: "curl -N {base}/tokens/demo/poll"},
-		{methods: post, path: "/tokens/:token/:action", handler: h.tok.Act,
-			doc:  "Post ping, close or retry (body, or form field data) to every listener; answers how many were reached.",
-			curl: "curl -d 42 {base}/tokens/demo/ping"},
-
-		{methods: get, path: "/healthz", handler: h.site.Health, doc: "200 ok while the server runs.", curl: "curl {base}/healthz"},
-		{methods: get, path: "/metrics", handler: echo.WrapHandler(h.ops), doc: "Prometheus metrics: open streams, events sent, requests.", curl: "curl {base}/metrics"},
-		{methods: get, path: "/assets/*", handler: echo.WrapHandler(http.StripPrefix("/assets/", http.FileServerFS(assets.FS))),
-			doc: "Embedded CSS and scripts.", curl: "curl {base}/assets/sselab.js"},
+// site is every route: the home page, each demo's, and the operations'.
+func site(d Deps) siteMap {
+	var rs []route
+	ds := demos(d)
+	home := route{methods: get, path: "/", doc: "This page: the demos and every route.", curl: "curl {base}/"}
+	rs = []route{home}
+	var cards []views.Demo
+	var nav []views.NavItem
+	for _, dm := range ds {
+		rs = append(rs, dm.routes...)
+		cards = append(cards, views.Demo{Title: dm.title, Href: dm.href, Seed: dm.seed, Lesson: dm.lesson})
+		nav = append(nav, views.NavItem{Label: dm.nav, Href: dm.href})
 	}
-	*h.table = rs
-	return rs
+	ops := d.Metrics.Handler()
+	rs = append(rs,
+		route{methods: get, path: "/healthz", handler: handlers.Health, doc: "200 ok while the server runs.", curl: "curl {base}/healthz"},
+		route{methods: []string{http.MethodGet, http.MethodHead}, path: "/metrics", handler: echo.WrapHandler(ops),
+			doc: "Prometheus metrics: open streams, events sent, published and delivered, requests.", curl: "curl {base}/metrics"},
+		route{methods: get, path: "/assets/*", handler: echo.WrapHandler(http.StripPrefix("/assets/", http.FileServerFS(assets.FS))),
+			doc: "Embedded CSS and scripts.", curl: "curl {base}/assets/sselab.js"},
+	)
+	s := handlers.NewSite(cards, routeRows(rs))
+	rs[0].handler = s.Home
+	return siteMap{routes: rs, notFound: s.NotFound, nav: nav}
 }
 
 func routeRows(rs []route) []views.RouteRow {

@@ -19,6 +19,7 @@ import (
 	"sselab/app/sse"
 	"sselab/app/timefeed"
 	"sselab/handlers"
+	"sselab/views"
 )
 
 // Deps is everything a server needs. Tests build their own.
@@ -55,10 +56,11 @@ func NewServer(d Deps) http.Handler {
 	// only behind a proxy you run, so a template starts without it.
 	e.IPExtractor = echo.ExtractIPDirect()
 
-	h := newHandlers(d)
-	e.HTTPErrorHandler = errorHandler(d.Logger, d.Metrics, h.site.NotFound)
+	sm := site(d)
+	e.HTTPErrorHandler = errorHandler(d.Logger, d.Metrics, withNav(sm.nav)(sm.notFound))
 	pages := []echo.MiddlewareFunc{
 		middleware.Recover(),
+		withNav(sm.nav),
 		limitBody,
 		requestLogger(d.Logger, d.Metrics),
 		middleware.Gzip(),
@@ -69,7 +71,7 @@ func NewServer(d Deps) http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, crossOrigin, http.StatusForbidden)
 	}))
-	for _, r := range routes(h) {
+	for _, r := range sm.routes {
 		switch {
 		case r.stream:
 			e.Match(r.methods, r.path, r.handler, d.Streams.middleware)
@@ -80,6 +82,18 @@ func NewServer(d Deps) http.Handler {
 		}
 	}
 	return cop.Handler(e)
+}
+
+// withNav gives every page the nav, which the layout reads from the
+// request's context.
+func withNav(nav []views.NavItem) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			c.SetRequest(r.WithContext(views.WithNav(r.Context(), nav, r.URL.Path)))
+			return next(c)
+		}
+	}
 }
 
 const crossOrigin = "cross-origin request refused: this site accepts state-changing requests only from its own pages"

@@ -1,9 +1,13 @@
 package handlers_test
 
 import (
+	"compress/gzip"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"testing/synctest"
 
 	"sselab/app"
@@ -14,7 +18,7 @@ func TestHomeListsDemosAndRoutes(t *testing.T) {
 	w := ts.do(http.MethodGet, "/", "")
 	wantStatus(t, w.Code, http.StatusOK, "")
 	body := w.Body.String()
-	for _, want := range []string{"CherryPy", "Pylons", `href="/time/"`, "curl -N http://example.com/time/sendTime?mode=stream", "/healthz", "/metrics"} {
+	for _, want := range []string{"CherryPy", "Pylons", `href="/time/"`, "curl -N &#39;http://example.com/time/sendTime?mode=stream&amp;interval=250ms&#39;", "/healthz", "/metrics"} {
 		wantContains(t, body, want)
 	}
 }
@@ -107,5 +111,42 @@ func TestStreamsSkipGzip(t *testing.T) {
 	w = ts.do(http.MethodGet, "/", "", "Accept-Encoding", "gzip")
 	if ce := w.Header().Get("Content-Encoding"); ce != "gzip" {
 		t.Errorf("home page Content-Encoding: got %q, want gzip", ce)
+	}
+}
+
+// The nav comes from the demos table, marks the page being shown, and is
+// on the 404 page too.
+func TestNavFromTheTable(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodGet, "/chat/", "")
+	wantContains(t, w.Body.String(), `<a href="/chat/" aria-current="page">Chat</a>`)
+	wantContains(t, w.Body.String(), `<a href="/tokens/">Tokens</a>`)
+	w = ts.do(http.MethodGet, "/no/such/page", "")
+	wantStatus(t, w.Code, http.StatusNotFound, "")
+	wantContains(t, w.Body.String(), `<a href="/visits/">Visits</a>`)
+}
+
+// A scrape that accepts gzip gets the metrics compressed once; HEAD works.
+func TestMetricsGzipOnce(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodGet, "/metrics", "", "Accept-Encoding", "gzip")
+	wantStatus(t, w.Code, http.StatusOK, "")
+	if w.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q, want gzip", w.Header().Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(w.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(zr)
+	if err != nil {
+		t.Fatalf("once decoded, not Prometheus text: %v", err)
+	}
+	if _, ok := families["go_goroutines"]; !ok {
+		t.Errorf("no go_goroutines among %d families", len(families))
+	}
+	if w := ts.do(http.MethodHead, "/metrics", ""); w.Code != http.StatusOK {
+		t.Errorf("HEAD /metrics: %d", w.Code)
 	}
 }

@@ -2,7 +2,41 @@
 // the view models below; templates only display them.
 package views
 
-import "time"
+import (
+	"context"
+	"time"
+)
+
+// NavItem is one link of the nav every page carries; Current marks the
+// page being shown.
+type NavItem struct {
+	Label, Href string
+	Current     bool
+}
+
+type navKey struct{}
+
+type navState struct {
+	items []NavItem
+	path  string
+}
+
+// WithNav gives the layout its nav, and the path of the page being shown,
+// through the request's context, so that no page's view model has to
+// carry them.
+func WithNav(ctx context.Context, nav []NavItem, path string) context.Context {
+	return context.WithValue(ctx, navKey{}, navState{nav, path})
+}
+
+func navOf(ctx context.Context) []NavItem {
+	st, _ := ctx.Value(navKey{}).(navState)
+	items := make([]NavItem, len(st.items))
+	for i, n := range st.items {
+		n.Current = n.Href == st.path
+		items[i] = n
+	}
+	return items
+}
 
 // Demo is one entry of the home page.
 type Demo struct {

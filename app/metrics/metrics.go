@@ -55,7 +55,9 @@ func New() *Metrics {
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	// The site's Gzip middleware compresses pages, this one included: a
+	// second compression here would send gzip inside gzip.
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry, DisableCompression: true})
 }
 
 // Published, Delivered and Dropped make Metrics a hub.Observer. Channels are
