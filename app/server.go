@@ -189,9 +189,10 @@ func (l *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			status := c.Response().Status
 			l.m.Requests.WithLabelValues(c.Path(), strconv.Itoa(status)).Inc()
-			l.log.LogAttrs(context.Background(), slog.LevelInfo, "stream",
-				slog.String("method", c.Request().Method), slog.String("uri", c.Request().RequestURI),
-				slog.Int("status", status), slog.Duration("latency", time.Since(start)))
+			level, attrs := logAttrs([]slog.Attr{slog.String("method", c.Request().Method), slog.String("uri", c.Request().RequestURI),
+				slog.Int("status", status), slog.Duration("latency", time.Since(start))}, err)
+			l.log.LogAttrs(context.Background(), level, "stream", attrs...)
+			err = nil // handled: the error handler answered it, and this line logged it
 		}()
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
@@ -225,8 +226,13 @@ func (l *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // errorHandler answers errors in plain text naming what was wrong; a path
-// the router does not know gets the 404 page. Once a response has started
-// (mid-stream) nothing can be sent: it only logs.
+// the router does not know gets the 404 page. It logs nothing for routes:
+// the route's middleware (the request logger, or Streams for a stream)
+// logs each request once, with the error's cause. Once a response has
+// started (mid-stream) nothing can be written: the stream is left as it
+// is: so an error that reaches it a second time, from Echo after the
+// middleware that handled it, finds the response written and does
+// nothing.
 func errorHandler(log *slog.Logger, m *metrics.Metrics, notFound echo.HandlerFunc) func(error, echo.Context) {
 	return func(err error, c echo.Context) {
 		// The router's own 404 and 405 pass no route middleware: log them here.
@@ -237,7 +243,6 @@ func errorHandler(log *slog.Logger, m *metrics.Metrics, notFound echo.HandlerFun
 				slog.String("method", c.Request().Method), slog.String("uri", c.Request().RequestURI), slog.Int("status", code))
 		}
 		if c.Response().Committed {
-			log.Debug("error after the response started", "path", c.Request().URL.Path, "err", err)
 			return
 		}
 		if errors.Is(err, echo.ErrNotFound) && c.Request().Method == http.MethodGet {
@@ -248,7 +253,6 @@ func errorHandler(log *slog.Logger, m *metrics.Metrics, notFound echo.HandlerFun
 		}
 		var he *echo.HTTPError
 		if !errors.As(err, &he) {
-			log.Error("handler failed", "path", c.Request().URL.Path, "err", err)
 			he = echo.NewHTTPError(http.StatusInternalServerError, "internal server error")
 		}
 		msg := fmt.Sprint(he.Message)
@@ -263,6 +267,28 @@ func errorHandler(log *slog.Logger, m *metrics.Metrics, notFound echo.HandlerFun
 	}
 }
 
+// logAttrs are the attributes of a request's one log line, with the
+// error's cause when it failed: an HTTPError's internal error (such as
+// what Redis said behind a 503) is what an operator needs.
+func logAttrs(attrs []slog.Attr, err error) (slog.Level, []slog.Attr) {
+	if err == nil {
+		return slog.LevelInfo, attrs
+	}
+	level, cause := slog.LevelWarn, err
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		if he.Code < 500 {
+			level = slog.LevelInfo
+		}
+		if he.Internal != nil {
+			cause = he.Internal
+		} else {
+			cause = fmt.Errorf("%v", he.Message)
+		}
+	}
+	return level, append(attrs, slog.String("err", cause.Error()))
+}
+
 // requestLogger logs each request with slog when it ends and counts it.
 func requestLogger(log *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
@@ -270,9 +296,9 @@ func requestLogger(log *slog.Logger, m *metrics.Metrics) echo.MiddlewareFunc {
 		HandleError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
 			m.Requests.WithLabelValues(v.RoutePath, strconv.Itoa(v.Status)).Inc()
-			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
-				slog.String("method", v.Method), slog.String("uri", v.URI),
-				slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
+			level, attrs := logAttrs([]slog.Attr{slog.String("method", v.Method), slog.String("uri", v.URI),
+				slog.Int("status", v.Status), slog.Duration("latency", v.Latency)}, v.Error)
+			log.LogAttrs(c.Request().Context(), level, "request", attrs...)
 			return nil
 		},
 	})
