@@ -105,7 +105,7 @@ func (h *Generator) Send(c echo.Context) error {
 		if resume {
 			ev.ID = strconv.Itoa(x)
 		}
-		if err := s.send(ev); err != nil {
+		if err := s.sendCounted(ev); err != nil {
 			return err
 		}
 	}

@@ -38,7 +38,8 @@ func openStream(c echo.Context, m *metrics.Metrics) (*stream, error) {
 	return &stream{Stream: s, sent: m.EventsSent.WithLabelValues(c.Path())}, nil
 }
 
-func (s *stream) send(ev sse.Event) error {
+// sendCounted sends ev and counts it in sselab_events_sent_total.
+func (s *stream) sendCounted(ev sse.Event) error {
 	if err := s.Send(ev); err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ func (h *TimeFeed) Send(c echo.Context) error {
 		}
 		ev := timefeed.Event(time.Now())
 		ev.Retry, ev.HasRetry = h.retry, true
-		return s.send(ev)
+		return s.sendCounted(ev)
 	}
 	if err := s.Send(hello); err != nil {
 		return err
@@ -83,7 +83,7 @@ func (h *TimeFeed) Send(c echo.Context) error {
 			if !h.feed.On() {
 				return false, nil
 			}
-			return false, s.send(timefeed.Event(time.Now()))
+			return false, s.sendCounted(timefeed.Event(time.Now()))
 		})
 }
 

@@ -39,9 +39,8 @@ func NewTokens(b tokensBroker, keepalive time.Duration, kind tokens.Kind) *Token
 
 // Page lets a learner watch a token and post actions to it.
 func (h *Tokens) Page(c echo.Context) error {
-	_, json := h.kind.(tokens.JSON)
-	_, ids := h.kind.ID(time.Now())
-	return render(c, http.StatusOK, views.TokensPage(views.TokensVM{Actions: h.kind.Actions(), JSON: json, IDs: ids}))
+	rules := h.kind.Rules()
+	return render(c, http.StatusOK, views.TokensPage(views.TokensVM{Actions: h.kind.Actions(), JSON: rules.JSON, IDs: rules.IDs}))
 }
 
 func token(c echo.Context) (string, error) {

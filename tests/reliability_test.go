@@ -431,7 +431,7 @@ func TestSlowBodiesAreCut(t *testing.T) {
 func TestClientComesBackAfterRefusal(t *testing.T) {
 	s := startServer(t, "-max-streams", "1")
 	holder, cancel := context.WithCancel(t.Context())
-	req, _ := http.NewRequestWithContext(holder, http.MethodGet, s.URL+"/tokens/holder/poll", nil)
+	req, _ := http.NewRequestWithContext(holder, http.MethodGet, s.URL+"/time/sendTime?mode=stream", nil)
 	resp, err := plainClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -439,7 +439,7 @@ func TestClientComesBackAfterRefusal(t *testing.T) {
 	defer resp.Body.Close()
 	out, errOut, wait := client(t, s.URL, "tok")
 	eventually(t, 10*time.Second, "a refusal", func() bool {
-		return metric(t, s.URL, `sselab_http_requests_total{code="200",route="/tokens/:token/poll"}`) >= 1
+		return metric(t, s.URL, `sselab_http_requests_total{code="200",route="/tokens/:token/poll"}`) >= 1 // refusals end at once
 	})
 	cancel()
 	eventually(t, 15*time.Second, "the client back", func() bool { return listeners(t, s.URL) == 1 })

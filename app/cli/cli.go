@@ -103,12 +103,13 @@ func Client(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *retryMS < 0 {
 		return errors.New("-r must be a non-negative number of milliseconds")
 	}
-	url := t.url(fs.Arg(0), "poll")
-	httpc := t.client()
-	retry := time.Duration(*retryMS) * time.Millisecond
-	last, connected, failures := "", false, 0
+	f := &follower{
+		url: t.url(fs.Arg(0), "poll"), httpc: t.client(), retry: time.Duration(*retryMS) * time.Millisecond,
+		debug: *debug, stdout: stdout, stderr: stderr,
+	}
+	connected, failures := false, 0
 	for {
-		done, err := follow(ctx, httpc, url, &last, &retry, *debug, stdout, stderr)
+		done, err := f.once(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -120,7 +121,7 @@ func Client(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		default:
 			failures++
-			fmt.Fprintf(stderr, "sselab client: %v; reconnecting in %v\n", err, retry)
+			fmt.Fprintf(stderr, "sselab client: %v; reconnecting in %v\n", err, f.retry)
 			if *giveUp > 0 && failures >= *giveUp {
 				return fmt.Errorf("gave up after %d failed reconnects: %w", failures, err)
 			}
@@ -128,24 +129,35 @@ func Client(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(retry):
+		case <-time.After(f.retry):
 		}
 	}
 }
 
-// follow reads one connection. done means stop for good (a close event, a
+// follower follows one token's stream across reconnects: last and retry
+// carry over from one connection to the next, as EventSource's do.
+type follower struct {
+	url            string
+	httpc          *http.Client
+	last           string        // the last event id seen
+	retry          time.Duration // the reconnection delay, as the server last set it
+	debug          bool
+	stdout, stderr io.Writer
+}
+
+// once reads one connection. done means stop for good (a close event, a
 // 204, or a refusal that retrying cannot fix); err without done means the
 // connection failed and may be retried.
-func follow(ctx context.Context, httpc *http.Client, url string, last *string, retry *time.Duration, debug bool, stdout, stderr io.Writer) (done bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func (f *follower) once(ctx context.Context) (done bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
 		return true, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	if *last != "" {
-		req.Header.Set("Last-Event-ID", *last)
+	if f.last != "" {
+		req.Header.Set("Last-Event-ID", f.last)
 	}
-	resp, err := httpc.Do(req)
+	resp, err := f.httpc.Do(req)
 	if err != nil {
 		return false, errors.New(reason(err))
 	}
@@ -161,24 +173,24 @@ func follow(ctx context.Context, httpc *http.Client, url string, last *string, r
 		return true, fmt.Errorf("the server answered %q, not text/event-stream", resp.Header.Get("Content-Type"))
 	}
 	var body io.Reader = resp.Body
-	if debug {
-		body = io.TeeReader(resp.Body, stderr)
+	if f.debug {
+		body = io.TeeReader(resp.Body, f.stderr)
 	}
 	p := sse.NewParser(body)
 	for {
 		ev, err := p.Next()
 		if d, ok := p.Retry(); ok {
-			*retry = d
+			f.retry = d
 		}
 		if err != nil {
 			return false, nil // the stream ended: reconnect
 		}
-		*last = p.LastEventID()
+		f.last = p.LastEventID()
 		typ := ev.Type
 		if typ == "" {
 			typ = "message"
 		}
-		fmt.Fprintf(stdout, "%s: %s\n", typ, ev.Data)
+		fmt.Fprintf(f.stdout, "%s: %s\n", typ, ev.Data)
 		if typ == tokens.Close {
 			return true, nil
 		}

@@ -18,7 +18,7 @@ type Metrics struct {
 	Registry       *prometheus.Registry
 	Requests       *prometheus.CounterVec // by route and status code
 	OpenStreams    *prometheus.GaugeVec   // by route
-	EventsSent     *prometheus.CounterVec // by route: events written to streams
+	EventsSent     *prometheus.CounterVec // by route: events the time feed and the generator write (channel streams count in delivered)
 	PublishedTotal *prometheus.CounterVec // by channel kind
 	delivered      shardedCounter         // channel events written to subscribers
 	DroppedTotal   prometheus.Counter     // slow subscribers disconnected
@@ -35,7 +35,7 @@ func New() *Metrics {
 			Name: "sselab_open_streams", Help: "Open event streams by route.",
 		}, []string{"route"}),
 		EventsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sselab_events_sent_total", Help: "Events written to streams, by route.",
+			Name: "sselab_events_sent_total", Help: "Events written by the time feed and the generator, by route; channel streams count in sselab_events_delivered_total.",
 		}, []string{"route"}),
 		PublishedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sselab_events_published_total", Help: "Events published, by channel kind.",

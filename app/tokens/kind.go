@@ -24,6 +24,14 @@ type Kind interface {
 	// finds directly; any other string is sent as the id and found in the
 	// history by a scan.
 	ID(now time.Time) (id string, ok bool)
+	// Rules describe the kind for the page that explains it.
+	Rules() Rules
+}
+
+// Rules are what a page tells a learner about a kind.
+type Rules struct {
+	JSON bool // data must be valid JSON
+	IDs  bool // events carry ids
 }
 
 // The seed's actions.
@@ -46,6 +54,9 @@ func (String) Value(_, posted string) (string, error) { return posted, nil }
 // ID is the broker's id when IDs is set.
 func (k String) ID(time.Time) (string, bool) { return "", k.IDs }
 
+// Rules: any text, ids when IDs is set.
+func (k String) Rules() Rules { return Rules{IDs: k.IDs} }
+
 // JSON is the seed's JSONEvent: data must be valid JSON. With IDs set it
 // is JSONIdEvent.
 type JSON struct{ IDs bool }
@@ -64,6 +75,9 @@ func (JSON) Value(_, posted string) (string, error) {
 
 // ID is the broker's id when IDs is set.
 func (k JSON) ID(time.Time) (string, bool) { return "", k.IDs }
+
+// Rules: JSON data, ids when IDs is set.
+func (k JSON) Rules() Rules { return Rules{JSON: true, IDs: k.IDs} }
 
 // For is the kind that `sselab serve -j` and `-i` choose.
 func For(jsonData, ids bool) Kind {

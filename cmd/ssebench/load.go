@@ -78,38 +78,9 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 	}
 	rssBefore, _ := rssKB(t.pid)
 
-	// Connect: N streams from many loopback source addresses, so that the
-	// ephemeral port range never limits N.
-	listeners := make([]*listener, cfg.n)
-	var delivered atomic.Int64
-	var lastDelivery atomic.Int64
-	cctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
 	start := time.Now()
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < cfg.dialers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				l, err := connect(cctx, u.Host, cfg.streamPath, sourceAddr(i, cfg.sources))
-				if err != nil {
-					failures.add(fmt.Errorf("stream %d: %w", i, err))
-					continue
-				}
-				listeners[i] = l
-			}
-		}()
-	}
-	for i := 0; i < cfg.n && cctx.Err() == nil; i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	cancel()
-	r.ConnectAll = time.Since(start)
-	live := slices.DeleteFunc(slices.Clone(listeners), func(l *listener) bool { return l == nil })
-	r.Connected = len(live)
+	live := connectAll(ctx, cfg, u.Host, &failures)
+	r.ConnectAll, r.Connected = time.Since(start), len(live)
 	defer func() {
 		for _, l := range live {
 			l.conn.Close()
@@ -125,6 +96,7 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 	}
 
 	// Receive: each stream reads and records the latency of every event.
+	var delivered, lastDelivery atomic.Int64
 	var readers sync.WaitGroup
 	for _, l := range live {
 		l.lat = make([]time.Duration, 0, int(cfg.rate*cfg.duration.Seconds())+8)
@@ -135,34 +107,13 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 		}()
 	}
 
-	// Publish: open loop, a fixed rate however slow the server is.
 	cpuBefore, _ := cpuTime(t.pid)
-	pub := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-	total := int(cfg.rate * cfg.duration.Seconds())
-	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
-	var posts sync.WaitGroup
-	var published atomic.Int64
 	firstPublish := time.Now()
-	for i := 0; i < total; i++ {
-		select {
-		case <-ctx.Done():
-			tick.Stop()
-			return r, ctx.Err()
-		case <-tick.C:
-		}
-		posts.Add(1)
-		go func() {
-			defer posts.Done()
-			if err := publish(ctx, pub, t.base+cfg.publishPath, cfg.payload); err != nil {
-				failures.add(err)
-				return
-			}
-			published.Add(1)
-		}()
+	published, err := publishAll(ctx, cfg, t.base, &failures)
+	if err != nil {
+		return r, err
 	}
-	tick.Stop()
-	posts.Wait()
-	r.Published = int(published.Load())
+	r.Published = published
 	r.Expected = int64(r.Published) * int64(r.Connected)
 
 	// Drain: wait for the deliveries still on their way, within a bound.
@@ -185,17 +136,85 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 		l.conn.Close()
 	}
 	readers.Wait()
+	r.P50, r.P99, r.Max = percentiles(live)
+	r.Errors = failures.n.Load()
+	r.FirstErrors = failures.first
+	return r, nil
+}
+
+// connectAll opens cfg.n streams from many loopback source addresses, so
+// that the ephemeral port range never limits N, and returns those that
+// opened.
+func connectAll(ctx context.Context, cfg config, host string, failures *errs) []*listener {
+	listeners := make([]*listener, cfg.n)
+	cctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
+	defer cancel()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.dialers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				l, err := connect(cctx, host, cfg.streamPath, sourceAddr(i, cfg.sources))
+				if err != nil {
+					failures.add(fmt.Errorf("stream %d: %w", i, err))
+					continue
+				}
+				listeners[i] = l
+			}
+		}()
+	}
+	for i := 0; i < cfg.n && cctx.Err() == nil; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return slices.DeleteFunc(listeners, func(l *listener) bool { return l == nil })
+}
+
+// publishAll publishes open loop, at a fixed rate however slow the server
+// is, and returns how many publishes succeeded.
+func publishAll(ctx context.Context, cfg config, base string, failures *errs) (int, error) {
+	pub := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	total := int(cfg.rate * cfg.duration.Seconds())
+	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
+	defer tick.Stop()
+	var posts sync.WaitGroup
+	var published atomic.Int64
+	for i := 0; i < total; i++ {
+		select {
+		case <-ctx.Done():
+			posts.Wait()
+			return int(published.Load()), ctx.Err()
+		case <-tick.C:
+		}
+		posts.Add(1)
+		go func() {
+			defer posts.Done()
+			if err := publish(ctx, pub, base+cfg.publishPath, cfg.payload); err != nil {
+				failures.add(err)
+				return
+			}
+			published.Add(1)
+		}()
+	}
+	posts.Wait()
+	return int(published.Load()), nil
+}
+
+// percentiles of every latency the listeners recorded.
+func percentiles(live []*listener) (p50, p99, maximum time.Duration) {
 	var all []time.Duration
 	for _, l := range live {
 		all = append(all, l.lat...)
 	}
 	slices.Sort(all)
-	if n := len(all); n > 0 {
-		r.P50, r.P99, r.Max = all[n/2], all[min(n-1, n*99/100)], all[n-1]
+	n := len(all)
+	if n == 0 {
+		return 0, 0, 0
 	}
-	r.Errors = failures.n.Load()
-	r.FirstErrors = failures.first
-	return r, nil
+	return all[n/2], all[min(n-1, n*99/100)], all[n-1]
 }
 
 // sourceAddr spreads streams over 127.0.1.1 .. 127.0.1.sources.
