@@ -37,7 +37,9 @@ func testSite(t *testing.T) (*echo.Echo, *bytes.Buffer) {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "the message broker is unavailable").
 			WithInternal(fmt.Errorf("dial tcp 127.0.0.1:6379: connection refused"))
 	}, requestLogger(log, m))
-	e.GET("/bad", func(c echo.Context) error { return echo.NewHTTPError(http.StatusBadRequest, "count must be an integer") }, requestLogger(log, m))
+	e.GET("/bad", func(c echo.Context) error {
+		return echo.NewHTTPError(http.StatusBadRequest, "count must be an integer")
+	}, requestLogger(log, m))
 	return e, &logs
 }
 
