@@ -44,63 +44,75 @@ var (
 
 // demos is every demo, in the order the nav and the home page show them.
 func demos(d Deps) []demo {
-	tf := handlers.NewTimeFeed(d.Feed, d.Metrics, d.Config.Retry, d.Config.Keepalive)
-	gen := handlers.NewGenerator(d.Metrics)
-	vis := handlers.NewVisits(d.Broker, d.Config.Keepalive)
-	chat := handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey)
-	tok := handlers.NewTokens(d.Broker, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs))
+	// Each entry makes its own handlers, so that it stands alone: deleting
+	// a demo is deleting its entry.
 	return []demo{
 		{title: "Time feed", nav: "Time feed", href: "/time/", seed: "CherryPy time feed",
 			lesson: "A response that ends makes EventSource reconnect after the retry delay, so a short response per event is polling in disguise. A response that is not text/event-stream stops the retries for good.",
-			routes: []route{
-				{methods: get, path: "/time/", handler: tf.Page, doc: "Time feed page (the CherryPy seed).", curl: "curl {base}/time/"},
-				{methods: get, path: "/time/sendTime", handler: tf.Send, stream: true,
-					doc:  "One time event per short response; ?mode=stream&interval=250ms for one long-lived stream.",
-					curl: "curl -N '{base}/time/sendTime?mode=stream&interval=250ms'"},
-				{methods: getPost, path: "/time/timeSwitch", handler: tf.ToggleFeed, changes: true, doc: "Toggle the feed (it starts off).", curl: "curl -X POST {base}/time/timeSwitch"},
-				{methods: getPost, path: "/time/typeSwitch", handler: tf.ToggleType, changes: true, doc: "Toggle the content-type switch: sendTime answers text/plain.", curl: "curl -X POST {base}/time/typeSwitch"},
-				{methods: get, path: "/time/status", handler: tf.Status, doc: "Both switches as JSON.", curl: "curl {base}/time/status"},
-			}},
+			routes: func() []route {
+				tf := handlers.NewTimeFeed(d.Feed, d.Metrics, d.Config.Retry, d.Config.Keepalive)
+				return []route{
+					{methods: get, path: "/time/", handler: tf.Page, doc: "Time feed page (the CherryPy seed).", curl: "curl {base}/time/"},
+					{methods: get, path: "/time/sendTime", handler: tf.Send, stream: true,
+						doc:  "One time event per short response; ?mode=stream&interval=250ms for one long-lived stream.",
+						curl: "curl -N '{base}/time/sendTime?mode=stream&interval=250ms'"},
+					{methods: getPost, path: "/time/timeSwitch", handler: tf.ToggleFeed, changes: true, doc: "Toggle the feed (it starts off).", curl: "curl -X POST {base}/time/timeSwitch"},
+					{methods: getPost, path: "/time/typeSwitch", handler: tf.ToggleType, changes: true, doc: "Toggle the content-type switch: sendTime answers text/plain.", curl: "curl -X POST {base}/time/typeSwitch"},
+					{methods: get, path: "/time/status", handler: tf.Status, doc: "Both switches as JSON.", curl: "curl {base}/time/status"},
+				}
+			}()},
 		{title: "Finite generator", nav: "Generator", href: "/eventsource/page", seed: "Pylons finite generator",
 			lesson: "Ten events flushed one by one, then the response ends and the browser starts the generator again. Anything that buffers the body between handler and socket holds every event back until the end.",
-			routes: []route{
-				{methods: get, path: "/eventsource/page", handler: gen.Page, doc: "Finite generator page (the Pylons seed).", curl: "curl {base}/eventsource/page"},
-				{methods: get, path: "/eventsource/js", handler: gen.JS, doc: "The page's script.", curl: "curl {base}/eventsource/js"},
-				{methods: get, path: "/eventsource/event_sender", handler: gen.Send, stream: true,
-					doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
-					curl: "curl -N '{base}/eventsource/event_sender?interval=200ms'"},
-			}},
+			routes: func() []route {
+				gen := handlers.NewGenerator(d.Metrics)
+				return []route{
+					{methods: get, path: "/eventsource/page", handler: gen.Page, doc: "Finite generator page (the Pylons seed).", curl: "curl {base}/eventsource/page"},
+					{methods: get, path: "/eventsource/js", handler: gen.JS, doc: "The page's script.", curl: "curl {base}/eventsource/js"},
+					{methods: get, path: "/eventsource/event_sender", handler: gen.Send, stream: true,
+						doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
+						curl: "curl -N '{base}/eventsource/event_sender?interval=200ms'"},
+				}
+			}()},
 		{title: "Visits", nav: "Visits", href: "/visits/", seed: "Python Publisher library",
 			lesson: "Channels, a publish that is a function of each subscriber, initial data and a subscriber list. Every event has an id in a bounded history, so a reconnect replays what it missed, and a slow subscriber is cut off instead of slowing the rest.",
-			routes: []route{
-				{methods: get, path: "/visits/", handler: vis.Page, doc: "Publishes a visit to channel visits, then serves the page (the Publisher seed).", curl: "curl {base}/visits/"},
-				{methods: get, path: "/visits/subscribe", handler: vis.Subscribe, stream: true,
-					doc:  "Long-lived stream of channel visits, with ids; Last-Event-ID or ?lastEventId= replays.",
-					curl: "curl -N {base}/visits/subscribe"},
-			}},
+			routes: func() []route {
+				vis := handlers.NewVisits(d.Broker, d.Config.Keepalive)
+				return []route{
+					{methods: get, path: "/visits/", handler: vis.Page, doc: "Publishes a visit to channel visits, then serves the page (the Publisher seed).", curl: "curl {base}/visits/"},
+					{methods: get, path: "/visits/subscribe", handler: vis.Subscribe, stream: true,
+						doc:  "Long-lived stream of channel visits, with ids; Last-Event-ID or ?lastEventId= replays.",
+						curl: "curl -N {base}/visits/subscribe"},
+				}
+			}()},
 		{title: "Chat", nav: "Chat", href: "/chat/", seed: "Flask chat over Redis pub/sub",
 			lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them.",
-			routes: []route{
-				{methods: get, path: "/chat/", handler: chat.Page, doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", curl: "curl {base}/chat/"},
-				{methods: post, path: "/chat/login", handler: chat.Login, doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
-					curl: "curl -i -d user=ann {base}/chat/login"},
-				{methods: post, path: "/chat/post", handler: chat.Post, doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
-					curl: "curl -d message=hello {base}/chat/post"},
-				{methods: get, path: "/chat/stream", handler: chat.Stream, stream: true,
-					doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
-					curl: "curl -N {base}/chat/stream"},
-			}},
+			routes: func() []route {
+				chat := handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey)
+				return []route{
+					{methods: get, path: "/chat/", handler: chat.Page, doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", curl: "curl {base}/chat/"},
+					{methods: post, path: "/chat/login", handler: chat.Login, doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
+						curl: "curl -i -d user=ann {base}/chat/login"},
+					{methods: post, path: "/chat/post", handler: chat.Post, doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
+						curl: "curl -d message=hello {base}/chat/post"},
+					{methods: get, path: "/chat/stream", handler: chat.Stream, stream: true,
+						doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
+						curl: "curl -N {base}/chat/stream"},
+				}
+			}()},
 		{title: "Token streams", nav: "Tokens", href: "/tokens/", seed: "Tornado eventsource library",
 			lesson: "Streams addressed by a token; other clients post ping, close and retry to them. Keepalive comments, ids, JSON events, and the command-line listener and request tools.",
-			routes: []route{
-				{methods: get, path: "/tokens/", handler: tok.Page, doc: "Token streams page (the Tornado eventsource seed).", curl: "curl {base}/tokens/"},
-				{methods: get, path: "/tokens/:token/poll", handler: tok.Poll, stream: true,
-					doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
-					curl: "curl -N {base}/tokens/demo/poll"},
-				{methods: post, path: "/tokens/:token/:action", handler: tok.Act,
-					doc:  "Post ping, close or retry (the body, or form field data) to every listener; answers how many were reached.",
-					curl: "curl -d 42 {base}/tokens/demo/ping"},
-			}},
+			routes: func() []route {
+				tok := handlers.NewTokens(d.Broker, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs))
+				return []route{
+					{methods: get, path: "/tokens/", handler: tok.Page, doc: "Token streams page (the Tornado eventsource seed).", curl: "curl {base}/tokens/"},
+					{methods: get, path: "/tokens/:token/poll", handler: tok.Poll, stream: true,
+						doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
+						curl: "curl -N {base}/tokens/demo/poll"},
+					{methods: post, path: "/tokens/:token/:action", handler: tok.Act,
+						doc:  "Post ping, close or retry (the body, or form field data) to every listener; answers how many were reached.",
+						curl: "curl -d 42 {base}/tokens/demo/ping"},
+				}
+			}()},
 	}
 }
 

@@ -86,7 +86,7 @@ func TestChannelBoundRefusals(t *testing.T) {
 func TestLastEventIDLimit(t *testing.T) {
 	ts := newServer(t)
 	huge := strings.Repeat("9", 900_000)
-	for _, target := range []string{"/chat/stream", "/visits/subscribe", "/tokens/a/poll", "/eventsource/event_sender?resume=1"} {
+	for _, target := range []string{"/chat/stream", "/visits/subscribe", "/tokens/a/poll"} {
 		w := ts.do(http.MethodGet, target, "", "Last-Event-ID", strings.Repeat("7", 257))
 		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 		wantContains(t, w.Body.String(), "Last-Event-ID is 257 bytes; the limit is 256")
@@ -98,7 +98,20 @@ func TestLastEventIDLimit(t *testing.T) {
 		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 	}
 	// A client's value is never echoed whole.
-	w := ts.do(http.MethodGet, "/eventsource/event_sender?count="+huge, "")
+	w := ts.do(http.MethodGet, "/tokens/a/poll?lastEventId="+huge, "")
+	wantStatus(t, w.Code, http.StatusBadRequest, "")
+	if n := w.Body.Len(); n > 300 {
+		t.Errorf("the 400 for a 900 kB id is %d bytes long", n)
+	}
+}
+
+func TestGeneratorLastEventIDLimit(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1", "", "Last-Event-ID", strings.Repeat("7", 257))
+	wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
+	wantContains(t, w.Body.String(), "Last-Event-ID is 257 bytes; the limit is 256")
+	// A client's value is never echoed whole.
+	w = ts.do(http.MethodGet, "/eventsource/event_sender?count="+strings.Repeat("9", 900_000), "")
 	wantStatus(t, w.Code, http.StatusBadRequest, "")
 	if n := w.Body.Len(); n > 300 {
 		t.Errorf("the 400 for a 900 kB count is %d bytes long", n)
