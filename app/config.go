@@ -33,6 +33,10 @@ type Config struct {
 	IDs          bool          // token events carry ids
 	Debug        bool          // debug logging
 	Pprof        string        // address of the pprof listener; empty: none
+	TLS          bool          // serve HTTPS, with HTTP/2
+	TLSCert      string        // certificate file for -tls; empty: made at start
+	TLSKey       string        // its key file
+	H2C          bool          // serve unencrypted HTTP/2 too, to a proxy that speaks it
 }
 
 // DefaultConfig is the configuration with no flags.
@@ -106,8 +110,18 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.BoolVar(&cfg.IDs, "i", false, "same as -id")
 	fs.BoolVar(&cfg.Debug, "d", false, "debug logging")
 	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof on this address, e.g. localhost:6060 (keep it off public interfaces)")
+	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with HTTP/2 and HTTP/1.1, with a certificate made at start for localhost unless -tls-cert is given")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file (PEM) for -tls")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file (PEM) for -tls")
+	fs.BoolVar(&cfg.H2C, "h2c", false, "serve unencrypted HTTP/2 (h2c) beside HTTP/1.1, to a proxy in front that speaks it")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return Config{}, errors.New("-tls-cert and -tls-key go together")
+		}
+		cfg.TLS = true
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("serve takes no arguments, got %q", fs.Args())

@@ -144,9 +144,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer stopPprof()
 	}
 
-	fmt.Fprintf(stdout, "sselab listening on http://%s\n", ln.Addr())
+	srv.Protocols = protocols(cfg)
+	scheme := "http"
+	if cfg.TLS {
+		tc, about, err := tlsConfig(cfg)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		srv.TLSConfig, scheme = tc, "https"
+		fmt.Fprintf(stdout, "TLS: %s\n", about)
+	}
+	fmt.Fprintf(stdout, "sselab listening on %s://%s\n", scheme, ln.Addr())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if cfg.TLS {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err

@@ -64,7 +64,7 @@ type server struct {
 	done chan error
 }
 
-var listening = regexp.MustCompile(`listening on (http://\S+)`)
+var listening = regexp.MustCompile(`listening on (https?://\S+)`)
 
 // addrWriter passes the first "listening on" URL to a channel.
 type addrWriter struct {

@@ -36,12 +36,16 @@ func startBinary(t *testing.T, args ...string) (string, *exec.Cmd) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	m := listening.FindStringSubmatch(line)
-	if err != nil || m == nil {
-		t.Fatalf("first line %q: %v", line, err)
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no listening line: %v", err)
+		}
+		if m := listening.FindStringSubmatch(line); m != nil {
+			return m[1], cmd
+		}
 	}
-	return m[1], cmd
 }
 
 // stalledStream opens a stream on a raw connection with a small receive
