@@ -2,7 +2,7 @@
 // form still works as a plain POST without JavaScript.
 "use strict";
 (() => {
-  const { watch, wire, $ } = sselab;
+  const { watch, $ } = sselab;
   const list = $("[data-testid=messages]");
   watch("stream", ["message"], (ev) => {
     const li = document.createElement("li");
@@ -10,17 +10,18 @@
     list.append(li);
     list.scrollTop = list.scrollHeight;
   });
-  wire("stream");
 
   const form = $("[data-testid=say]");
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const box = form.elements.message;
     const res = await fetch("post", { method: "POST", body: new URLSearchParams({ message: box.value }) });
+    const error = $("[data-testid=post-error]");
     if (res.ok) {
       box.value = "";
+      error.textContent = "";
     } else {
-      alert(await res.text()); // the server's plain-text reason
+      error.textContent = await res.text(); // the server's plain-text reason, announced (role=alert)
     }
   });
   form.elements.message.addEventListener("keydown", (e) => {

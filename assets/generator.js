@@ -5,5 +5,4 @@
   const params = new URLSearchParams(location.search);
   const url = "/eventsource/event_sender" + (params.has("resume") ? "?resume=1" : "");
   sselab.watch(url, ["message"]);
-  sselab.wire(url);
 })();

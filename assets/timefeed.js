@@ -1,7 +1,7 @@
 // The time feed page: one EventSource on sendTime, in the chosen mode.
 "use strict";
 (() => {
-  const { watch, wire, $ } = sselab;
+  const { watch, $ } = sselab;
   let current = null;
 
   function url() {
@@ -29,13 +29,12 @@
     switch (b.dataset.action) {
       case "feed": post("timeSwitch"); break;
       case "type": post("typeSwitch"); break;
-      case "connect": connect(); wire(url()); break;
+      case "connect": connect(); break;
       case "close": if (current) current.close(); break;
     }
   });
   for (const r of document.querySelectorAll("input[name=mode]")) {
-    r.addEventListener("change", () => { connect(); wire(url()); });
+    r.addEventListener("change", () => { connect(); $("[data-testid=wire-url]").textContent = url(); });
   }
   connect();
-  wire(url());
 })();

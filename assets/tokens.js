@@ -2,7 +2,7 @@
 // same as curl and sselab request lines.
 "use strict";
 (() => {
-  const { watch, wire, $ } = sselab;
+  const { watch, $ } = sselab;
   let current = null;
   const token = () => $("[data-testid=token-form] input[name=token]").value;
 
@@ -23,7 +23,7 @@
       // As the seed's client did: a close event ends listening for good.
       if (ev.type === "close") current.close();
     });
-    wire(url);
+    $("[data-testid=wire-url]").textContent = url;
     commands();
   }
   $("[data-testid=token-form]").addEventListener("submit", (e) => { e.preventDefault(); start(); });

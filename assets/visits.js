@@ -1,9 +1,9 @@
 // The visits page: visits and the viewer count arrive as events.
 "use strict";
 (() => {
-  const { watch, wire, $ } = sselab;
+  const { watch, $ } = sselab;
   const list = $("[data-testid=visits]");
-  watch("subscribe", ["visit", "viewers", "welcome"], (ev) => {
+  watch("subscribe", ["message", "viewers", "welcome"], (ev) => {
     if (ev.type === "viewers") {
       $("[data-testid=viewers]").textContent = ev.data;
       return;
@@ -12,5 +12,5 @@
     li.textContent = ev.data; // never innerHTML: data is text
     list.prepend(li);
   });
-  wire("subscribe");
+
 })();

@@ -39,7 +39,7 @@ func Visit(sub hub.Props, arg string) sse.Event {
 	if viewer != "" && sub["viewer"] == viewer {
 		text += " (you)"
 	}
-	return sse.Event{Type: "visit", Data: text}
+	return sse.Event{Data: text} // untyped: the seed's page listened with onmessage
 }
 
 const viewerCookie = "sselab_viewer"
@@ -77,7 +77,7 @@ func (h *Visits) Page(c echo.Context) error {
 	viewer := h.viewer(c)
 	ctx := c.Request().Context()
 	text := fmt.Sprintf("New visit from %s at %s!", c.RealIP(), time.Now().Format("15:04:05"))
-	if err := h.b.Publish(ctx, []string{VisitsChannel}, hub.Message{Type: "visit", Func: VisitFunc, Data: viewer + " " + text}); err != nil {
+	if err := h.b.Publish(ctx, []string{VisitsChannel}, hub.Message{Func: VisitFunc, Data: viewer + " " + text}); err != nil {
 		return unavailable(c, err)
 	}
 	n, _ := h.b.Count(ctx, VisitsChannel) // on error, this instance's own

@@ -33,7 +33,7 @@ func TestVisits(t *testing.T) {
 		visits := func(raw string) (own, others int, viewers string) {
 			for _, ev := range parse(t, raw) {
 				switch ev.Type {
-				case "visit":
+				case "":
 					m := visitLine.FindStringSubmatch(ev.Data)
 					if m == nil {
 						t.Errorf("visit data %q", ev.Data)

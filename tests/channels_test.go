@@ -50,7 +50,7 @@ func TestVisitsReachEverySubscriber(t *testing.T) {
 	}
 	visit := regexp.MustCompile(`^New visit from 127\.0\.0\.1 at \d\d:\d\d:\d\d!$`)
 	for i, p := range parsers {
-		ev := nextOfType(t, p, "visit", 5*time.Second)
+		ev := nextOfType(t, p, "", 5*time.Second) // visits are untyped: message events
 		if !visit.MatchString(ev.Data) || ev.ID == "" {
 			t.Errorf("subscriber %d: got %+v", i, ev)
 		}

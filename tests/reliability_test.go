@@ -217,7 +217,7 @@ func TestVisitsJoinBurst(t *testing.T) {
 					seenWelcome = true
 					joined.Add(1)
 				}
-				if ev.Type == "visit" && strings.Contains(ev.Data, "(you)") == false {
+				if ev.Type == "" && !strings.Contains(ev.Data, "(you)") {
 					select {
 					case <-visited:
 						heard.Add(1)
@@ -490,7 +490,7 @@ func TestVisitsIDsIncrease(t *testing.T) {
 		for {
 			ev := next(t, p, 5*time.Second)
 			evs = append(evs, ev)
-			if ev.Type == "visit" {
+			if ev.Type == "" {
 				break
 			}
 		}
@@ -500,7 +500,7 @@ func TestVisitsIDsIncrease(t *testing.T) {
 		switch {
 		case ev.Type == "viewers" && ev.ID != "":
 			t.Errorf("a count carries id %q: it is state, not an event", ev.ID)
-		case ev.Type == "visit":
+		case ev.Type == "":
 			ids = append(ids, ev.ID)
 		}
 	}
@@ -515,7 +515,7 @@ func TestVisitsIDsIncrease(t *testing.T) {
 		_, r := openStream(t, s.URL+"/visits/subscribe", "Last-Event-ID", id)
 		var got []string
 		for len(got) < len(ids)-1-i {
-			if ev := next(t, r, 5*time.Second); ev.Type == "visit" {
+			if ev := next(t, r, 5*time.Second); ev.Type == "" {
 				got = append(got, ev.ID)
 			} else if ev.Type == "gap" {
 				t.Fatalf("resume from %s: a gap", id)

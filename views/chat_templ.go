@@ -72,20 +72,20 @@ func ChatPage(vm ChatVM) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, " <section class=\"panel\"><h2>Messages</h2><ol class=\"chat\" data-testid=\"messages\"></ol><form method=\"post\" action=\"/chat/post\" class=\"say\" data-testid=\"say\"><textarea name=\"message\" rows=\"2\" required aria-label=\"message\" maxlength=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, " <section class=\"panel\"><h2>Messages</h2><ol class=\"chat\" data-testid=\"messages\" role=\"log\" aria-live=\"polite\" aria-label=\"messages\" tabindex=\"0\"></ol><form method=\"post\" action=\"/chat/post\" class=\"say\" data-testid=\"say\"><label for=\"message\">Message</label> <textarea id=\"message\" name=\"message\" rows=\"2\" required maxlength=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var4 string
 			templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(strconv.Itoa(vm.MaxMessage))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/chat.templ`, Line: 25, Col: 107}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/chat.templ`, Line: 26, Col: 99}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\"></textarea> <button type=\"submit\">Send</button></form><p class=\"hint\">Messages go out with <code>fetch()</code>; without JavaScript the form posts and comes back here. On page load the stream replays the latest messages; a reconnect replays what was missed by <code>Last-Event-ID</code>. With <code>-redis</code>, every sselab instance shares the channel.</p></section>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\"></textarea> <button type=\"submit\">Send</button></form><p class=\"error\" data-testid=\"post-error\" role=\"alert\"></p><p class=\"hint\">Messages go out with <code>fetch()</code>; without JavaScript the form posts and comes back here. On page load the stream replays the latest messages; a reconnect replays what was missed by <code>Last-Event-ID</code>. With <code>-redis</code>, every sselab instance shares the channel.</p></section>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -104,7 +104,7 @@ func HomePage(vm HomeVM) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "</section><h2>Routes</h2><div class=\"scroll\"><table class=\"routes\" data-testid=\"routes\"><thead><tr><th>Method</th><th>Path</th><th>What it does</th><th>Try it</th></tr></thead> <tbody>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "</section><h2>Routes</h2><div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-label=\"routes\"><table class=\"routes\" data-testid=\"routes\"><thead><tr><th>Method</th><th>Path</th><th>What it does</th><th>Try it</th></tr></thead> <tbody>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -42,7 +42,7 @@ func TokensPage(vm TokensVM) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<h1>Token streams <small>the Tornado eventsource seed</small></h1><div class=\"grid\"><section class=\"panel\"><h2>Token</h2><form data-testid=\"token-form\" class=\"say\"><input type=\"text\" name=\"token\" value=\"demo\" pattern=\"[A-Za-z0-9:._\\-]{1,64}\" aria-label=\"token\" required> <button type=\"submit\">Watch</button></form><h2>Post an action</h2><p><input type=\"text\" name=\"data\" aria-label=\"data\" data-testid=\"data\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<h1>Token streams <small>the Tornado eventsource seed</small></h1><div class=\"grid\"><section class=\"panel\"><h2>Token</h2><form data-testid=\"token-form\" class=\"say\"><label for=\"token\">Token</label> <input type=\"text\" id=\"token\" name=\"token\" value=\"demo\" pattern=\"[A-Za-z0-9:._\\-]{1,64}\" required> <button type=\"submit\">Watch</button></form><h2>Post an action</h2><p><label for=\"data\">Data</label> <input type=\"text\" id=\"data\" name=\"data\" data-testid=\"data\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -54,7 +54,7 @@ func TokensPage(vm TokensVM) templ.Component {
 				var templ_7745c5c3_Var3 string
 				templ_7745c5c3_Var3, templ_7745c5c3_Err = templ.JoinStringErrs(`{"hello": "world"}`)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 18, Col: 35}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 20, Col: 35}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var3))
 				if templ_7745c5c3_Err != nil {
@@ -82,7 +82,7 @@ func TokensPage(vm TokensVM) templ.Component {
 				var templ_7745c5c3_Var4 string
 				templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(a)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 26, Col: 41}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 28, Col: 41}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 				if templ_7745c5c3_Err != nil {
@@ -95,7 +95,7 @@ func TokensPage(vm TokensVM) templ.Component {
 				var templ_7745c5c3_Var5 string
 				templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs("post-" + a)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 26, Col: 69}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 28, Col: 69}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
 				if templ_7745c5c3_Err != nil {
@@ -108,7 +108,7 @@ func TokensPage(vm TokensVM) templ.Component {
 				var templ_7745c5c3_Var6 string
 				templ_7745c5c3_Var6, templ_7745c5c3_Err = templ.JoinStringErrs(a)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 26, Col: 75}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 28, Col: 75}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var6))
 				if templ_7745c5c3_Err != nil {
@@ -119,7 +119,7 @@ func TokensPage(vm TokensVM) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "</p><p class=\"hint\">Answer: <code data-testid=\"answer\"></code></p><p class=\"hint\">The same from a terminal:</p><pre class=\"cmd\" data-testid=\"commands\"></pre></section><section class=\"panel lesson\"><h2>The lesson</h2><p>A stream is addressed by a token: every client that polls <code>/tokens/TOKEN/poll</code> listens, and any other client can post to it: <code>ping</code> sends an event, <code>close</code> sends a <code>close</code> event and ends every listener's stream, <code>retry</code> changes how long listeners wait before reconnecting. The answer says how many listeners were reached.</p><p>This server's kind: ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "</p><p class=\"hint\">Answer: <code data-testid=\"answer\"></code></p><p class=\"hint\">The same from a terminal:</p><pre class=\"cmd\" data-testid=\"commands\" tabindex=\"0\" aria-label=\"commands\"></pre></section><section class=\"panel lesson\"><h2>The lesson</h2><p>A stream is addressed by a token: every client that polls <code>/tokens/TOKEN/poll</code> listens, and any other client can post to it: <code>ping</code> sends an event, <code>close</code> sends a <code>close</code> event and ends every listener's stream, <code>retry</code> changes how long listeners wait before reconnecting. The answer says how many listeners were reached.</p><p>This server's kind: ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
