@@ -113,6 +113,16 @@ func demos(d Deps) []demo {
 						curl: "curl -d 42 {base}/tokens/demo/ping"},
 				}
 			}()},
+		{title: "Connections", nav: "Connections", href: "/connections/", seed: "the browser's connection limit",
+			lesson: "Over HTTP/1.1 a browser holds at most six connections per site, and each stream takes one: the seventh waits, with no error. Over HTTP/2 (-tls) every stream shares one connection.",
+			routes: func() []route {
+				conn := handlers.NewConnections(d.Config.Keepalive)
+				return []route{
+					{methods: get, path: "/connections/", handler: conn.Page, doc: "Opens n streams (default 8, ?n=1..32) and shows which wait for a connection.", curl: "curl {base}/connections/"},
+					{methods: get, path: "/connections/stream", handler: conn.Stream, stream: true,
+						doc: "One of that page's streams: an opened event naming the protocol, then keepalives.", curl: "curl -N '{base}/connections/stream?i=0'"},
+				}
+			}()},
 	}
 }
 

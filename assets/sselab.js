@@ -61,6 +61,7 @@ const sselab = (() => {
       }, 3000);
       es.addEventListener("open", () => {
         everOpen = true;
+        document.body.dataset.lastOpen = String(Date.now()); // for tests: when a stream last opened
         if (hint) hint.hidden = true;
         opens.textContent = String(++nOpen);
         show();
@@ -90,6 +91,7 @@ const sselab = (() => {
       }
     });
     window.addEventListener("pageshow", (e) => {
+      if (e.persisted) document.body.dataset.restored = String(Number(document.body.dataset.restored || 0) + 1);
       if (e.persisted && !stopped && es && es.suspended) {
         logLine(list, "page shown again: stream reopened", true);
         open();

@@ -15,7 +15,7 @@ import (
 
 // browser starts headless Chromium with a fresh profile and returns a tab
 // context. Chromium is closed when the test ends.
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	exe := requireTool(t, "SSELAB_CHROMIUM", "chromium", "chromium-browser", "google-chrome")
 	opts := []chromedp.ExecAllocatorOption{
@@ -32,6 +32,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1200, 1000),
 	}
+	opts = append(opts, extra...)
 	// A deadline for the whole test: a browser wait that never ends fails
 	// the test instead of hanging it.
 	dctx, cancelDeadline := context.WithTimeout(context.Background(), 2*time.Minute)

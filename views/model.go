@@ -84,3 +84,9 @@ type TokensVM struct {
 	JSON    bool // data must be JSON (serve -j)
 	IDs     bool // events carry ids (serve -i)
 }
+
+// ConnectionsVM is the connections page.
+type ConnectionsVM struct {
+	Streams int    // how many streams the page opens
+	Proto   string // the protocol the page came over
+}

@@ -1,0 +1,142 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// insecureTLS lets Chromium accept the certificate made at start: in
+// tests only.
+var insecureTLS = chromedp.Flag("ignore-certificate-errors", true)
+
+// opened is how many times the page's EventSource has opened.
+func opened(t *testing.T, ctx context.Context) int { return number(t, ctx, "connect-count") }
+
+// One tab clicking through every demo in turn, forward by the nav and back
+// by the back button (the back/forward cache on, as it is by default), twice
+// round: every page loads and its stream opens within 2 s, also when it
+// comes back from the cache.
+func TestBrowserClickThroughWithBackForward(t *testing.T) {
+	s := startServer(t)
+	ctx := browser(t)
+	navigate(t, ctx, s.URL+"/")
+	pages := []string{"/time/", "/eventsource/page", "/visits/", "/chat/", "/tokens/", "/connections/?n=1"}
+	for round := range 2 {
+		for _, p := range pages {
+			start := time.Now()
+			navigate(t, ctx, s.URL+p)
+			if p == "/connections/?n=1" {
+				eventually(t, 2*time.Second, p+": its stream open", func() bool { return evalBool(t, ctx, `document.body.dataset.open === "1"`) })
+				continue
+			}
+			eventually(t, 2*time.Second, fmt.Sprintf("round %d, %s: its stream open", round, p), func() bool { return opened(t, ctx) >= 1 })
+			t.Logf("round %d: %s open after %v", round, p, time.Since(start).Round(time.Millisecond))
+		}
+		for i := len(pages) - 2; i >= 0; i-- {
+			p := pages[i]
+			// history.back(), not NavigateBack: a page restored from the
+			// back/forward cache fires no load event to wait for.
+			left, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`history.back(); Date.now()`))
+			if err != nil {
+				t.Fatalf("back to %s: %v", p, err)
+			}
+			eventually(t, 2*time.Second, fmt.Sprintf("round %d, back to %s: its stream open again", round, p), func() bool {
+				return evalBool(t, ctx, `location.pathname + location.search === `+strconv.Quote(p)+
+					` && Number(document.body.dataset.lastOpen) >= `+strconv.FormatFloat(left, 'f', 0, 64))
+			})
+		}
+		restored := evalBool(t, ctx, `Number(document.body.dataset.restored || 0) > 0`)
+		if !restored {
+			t.Errorf("round %d: no page came back from the back/forward cache: the test did not test it", round)
+		}
+	}
+	if n := metric(t, s.URL, "sselab_open_streams"); n > 2 {
+		t.Errorf("%v streams open with one page shown: hidden pages hold theirs", n)
+	}
+}
+
+// Over HTTP/1.1 six tabs of /visits/ are all open, and each hears the
+// others' visits; over -tls (HTTP/2) twelve are.
+func TestBrowserManyTabs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tabs int
+		tls  bool
+	}{{"http1.1", 6, false}, {"tls", 12, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var base string
+			var ctx context.Context
+			if tc.tls {
+				base, _ = startBinary(t, "-tls")
+				ctx = browser(t, insecureTLS)
+			} else {
+				base = startServer(t).URL
+				ctx = browser(t)
+			}
+			tabs := []context.Context{ctx}
+			for len(tabs) < tc.tabs {
+				tabs = append(tabs, newTab(t, ctx, false))
+			}
+			visits := func(tab context.Context) int {
+				v, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("[data-testid=visits] li").length`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			counts := make([]int, len(tabs))
+			for i, tab := range tabs {
+				navigate(t, tab, base+"/visits/") // each load is a visit the open tabs hear
+				eventually(t, 5*time.Second, "tab "+strconv.Itoa(i+1)+" open", func() bool { return text(t, tab, "ready-state") == "OPEN" })
+				eventually(t, 5*time.Second, "tab "+strconv.Itoa(i+1)+" has its welcome", func() bool { return visits(tab) > 0 })
+				counts[i] = visits(tab)
+			}
+			for i, tab := range tabs {
+				later := len(tabs) - 1 - i
+				eventually(t, 5*time.Second, fmt.Sprintf("tab %d hears the %d visits after it", i+1, later), func() bool {
+					return visits(tab) >= counts[i]+later
+				})
+			}
+		})
+	}
+}
+
+// /connections/ shows the seventh stream waiting over HTTP/1.1, and none
+// over -tls.
+func TestBrowserConnectionsPage(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		tls           bool
+		open, waiting string
+	}{{"http1.1", false, "6", "2"}, {"tls", true, "8", "0"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var base string
+			var ctx context.Context
+			if tc.tls {
+				base, _ = startBinary(t, "-tls")
+				ctx = browser(t, insecureTLS)
+			} else {
+				base = startServer(t).URL
+				ctx = browser(t)
+			}
+			navigate(t, ctx, base+"/connections/?n=8")
+			eventually(t, 10*time.Second, "the page settled", func() bool { return evalBool(t, ctx, `document.body.dataset.settled === "1"`) })
+			got := func(k string) string {
+				v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.dataset.`+k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			if o, w := got("open"), got("waiting"); o != tc.open || w != tc.waiting {
+				t.Errorf("%s open, %s waiting; want %s and %s (summary %q)", o, w, tc.open, tc.waiting, text(t, ctx, "summary"))
+			}
+		})
+	}
+}
+
