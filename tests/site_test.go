@@ -140,7 +140,6 @@ func TestBrowserConnectionsPage(t *testing.T) {
 	}
 }
 
-
 // The seeds' own client code, run in the page as they wrote it (paths
 // aside), hears its events from the matching sselab routes.
 func TestBrowserSeedsCode(t *testing.T) {
