@@ -36,8 +36,15 @@
     }
     count();
     document.body.dataset.settled = "1";
+    // Over HTTP/1.1 these streams hold every connection the browser has
+    // for this site: even a link from this page would wait for one. So
+    // they close once the lesson is shown.
+    closeAll();
+    summary.textContent += " The page has closed them again, so that the site stays usable: reload to repeat.";
   }, 3000);
-  window.addEventListener("pagehide", () => { for (const s of streams) s.es.close(); });
+  function closeAll() { for (const s of streams) s.es.close(); }
+  window.addEventListener("pagehide", closeAll);
+  document.addEventListener("click", (e) => { if (e.target.closest("a")) closeAll(); });
   window.addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
   count();
 })();

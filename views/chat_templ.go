@@ -72,14 +72,14 @@ func ChatPage(vm ChatVM) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, " <section class=\"panel\"><h2>Messages</h2><ol class=\"chat\" data-testid=\"messages\" role=\"log\" aria-live=\"polite\" aria-label=\"messages\" tabindex=\"0\"></ol><form method=\"post\" action=\"/chat/post\" class=\"say\" data-testid=\"say\"><label for=\"message\">Message</label> <textarea id=\"message\" name=\"message\" rows=\"2\" required maxlength=\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, " <section class=\"panel\"><h2>Messages</h2><div role=\"log\" aria-live=\"polite\" aria-label=\"messages\"><ol class=\"chat\" data-testid=\"messages\" tabindex=\"0\" aria-label=\"messages\"></ol></div><form method=\"post\" action=\"/chat/post\" class=\"say\" data-testid=\"say\"><label for=\"message\">Message</label> <textarea id=\"message\" name=\"message\" rows=\"2\" required maxlength=\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var4 string
 			templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(strconv.Itoa(vm.MaxMessage))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/chat.templ`, Line: 26, Col: 99}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/chat.templ`, Line: 28, Col: 99}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 			if templ_7745c5c3_Err != nil {

@@ -152,20 +152,20 @@ func StreamPanel(url string) templ.Component {
 			templ_7745c5c3_Var7 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<section class=\"panel\" data-testid=\"stream-panel\" aria-labelledby=\"es-heading\"><h2 id=\"es-heading\">EventSource</h2><dl class=\"stats\"><div><dt>readyState</dt><dd data-testid=\"ready-state\">CONNECTING</dd></div><div><dt>connections</dt><dd data-testid=\"connect-count\">0</dd></div><div><dt>events</dt><dd data-testid=\"event-count\">0</dd></div></dl><p class=\"hint warn\" data-testid=\"conn-hint\" role=\"status\" hidden>Still connecting. Over HTTP/1.1 a browser opens at most six connections per site, each stream holds one, and other tabs of this site may hold them all: this stream waits, without an error. Close a tab, or run <code>sselab -tls</code> (HTTP/2: every stream on one connection). <a href=\"/connections/\">See it happen</a>.</p><ol class=\"events\" data-testid=\"events\" reversed role=\"log\" aria-live=\"polite\" aria-label=\"events, newest first\" tabindex=\"0\"></ol></section><section class=\"panel\" data-testid=\"wire-panel\" aria-labelledby=\"wire-heading\"><h2 id=\"wire-heading\">On the wire</h2><p class=\"hint\">The same route read with <code>fetch()</code> and a stream reader: the raw lines, including the <code>retry:</code>, <code>id:</code> and <code>: comment</code> lines that EventSource hides. It opens a second connection, so it reads only when you ask.</p><p><code data-testid=\"wire-url\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<section class=\"panel\" data-testid=\"stream-panel\" aria-labelledby=\"es-heading\"><h2 id=\"es-heading\">EventSource</h2><dl class=\"stats\"><div><dt>readyState</dt><dd data-testid=\"ready-state\">CONNECTING</dd></div><div><dt>connections</dt><dd data-testid=\"connect-count\">0</dd></div><div><dt>events</dt><dd data-testid=\"event-count\">0</dd></div></dl><p class=\"hint warn\" data-testid=\"conn-hint\" role=\"status\" hidden>Still connecting. Over HTTP/1.1 a browser opens at most six connections per site, each stream holds one, and other tabs of this site may hold them all: this stream waits, without an error. Close a tab, or run <code>sselab -tls</code> (HTTP/2: every stream on one connection). <a href=\"/connections/\">See it happen</a>.</p><div role=\"log\" aria-live=\"polite\" aria-label=\"events, newest first\"><ol class=\"events\" data-testid=\"events\" reversed tabindex=\"0\" aria-label=\"events\"></ol></div></section><section class=\"panel\" data-testid=\"wire-panel\" aria-labelledby=\"wire-heading\"><h2 id=\"wire-heading\">On the wire</h2><p class=\"hint\">The same route read with <code>fetch()</code> and a stream reader: the raw lines, including the <code>retry:</code>, <code>id:</code> and <code>: comment</code> lines that EventSource hides. It opens a second connection, so it reads only when you ask.</p><p><code data-testid=\"wire-url\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var8 string
 		templ_7745c5c3_Var8, templ_7745c5c3_Err = templ.JoinStringErrs(url)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/layout.templ`, Line: 61, Col: 39}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/layout.templ`, Line: 63, Col: 39}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var8))
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "</code> <button type=\"button\" data-action=\"wire\" data-testid=\"wire-read\">Read the wire</button> <button type=\"button\" data-action=\"wire-stop\">Stop</button></p><pre class=\"wire\" data-testid=\"wire\" tabindex=\"0\" aria-label=\"raw response\"></pre></section>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "</code> <button type=\"button\" data-action=\"wire\" data-testid=\"wire-read\">Read the wire</button> <button type=\"button\" data-action=\"wire-stop\">Stop</button></p><pre class=\"wire\" data-testid=\"wire\" tabindex=\"0\" role=\"region\" aria-label=\"raw response\"></pre></section>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

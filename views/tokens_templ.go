@@ -119,7 +119,7 @@ func TokensPage(vm TokensVM) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "</p><p class=\"hint\">Answer: <code data-testid=\"answer\"></code></p><p class=\"hint\">The same from a terminal:</p><pre class=\"cmd\" data-testid=\"commands\" tabindex=\"0\" aria-label=\"commands\"></pre></section><section class=\"panel lesson\"><h2>The lesson</h2><p>A stream is addressed by a token: every client that polls <code>/tokens/TOKEN/poll</code> listens, and any other client can post to it: <code>ping</code> sends an event, <code>close</code> sends a <code>close</code> event and ends every listener's stream, <code>retry</code> changes how long listeners wait before reconnecting. The answer says how many listeners were reached.</p><p>This server's kind: ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "</p><p class=\"hint\">Answer: <code data-testid=\"answer\"></code></p><p class=\"hint\">The same from a terminal:</p><pre class=\"cmd\" data-testid=\"commands\" tabindex=\"0\" role=\"region\" aria-label=\"commands\"></pre></section><section class=\"panel lesson\"><h2>The lesson</h2><p>A stream is addressed by a token: every client that polls <code>/tokens/TOKEN/poll</code> listens, and any other client can post to it: <code>ping</code> sends an event, <code>close</code> sends a <code>close</code> event and ends every listener's stream, <code>retry</code> changes how long listeners wait before reconnecting. The answer says how many listeners were reached.</p><p>This server's kind: ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
