@@ -27,8 +27,9 @@ const sselab = (() => {
   // watch opens an EventSource on url and keeps the stream panel up to
   // date: readyState, how many times it (re)connected, the events. types
   // are the event types to listen for ("message" is the default type);
-  // "gap" is always listened for.
-  function watch(url, types, onEvent) {
+  // "gap" is always listened for. Events of the types in quiet are counted
+  // and handed to onEvent but not logged (state, such as a count).
+  function watch(url, types, onEvent, quiet) {
     const panel = $("[data-testid=stream-panel]");
     const state = $("[data-testid=ready-state]", panel);
     const opens = $("[data-testid=connect-count]", panel);
@@ -46,7 +47,10 @@ const sselab = (() => {
     const onMessage = (ev) => {
       count.textContent = String(++nEvents);
       show();
-      logLine(list, ev.type + (ev.lastEventId ? " #" + ev.lastEventId : "") + ": " + ev.data);
+      if (!(quiet || []).includes(ev.type)) {
+        const shown = onEvent && onEvent.describe ? onEvent.describe(ev) : ev.data;
+        logLine(list, ev.type + (ev.lastEventId ? " #" + ev.lastEventId : "") + ": " + shown);
+      }
       console.log(ev.type, ev.lastEventId, ev.data);
       if (onEvent) onEvent(ev);
     };
@@ -72,7 +76,7 @@ const sselab = (() => {
         show();
         const why = es.readyState === EventSource.CONNECTING
           ? " (the response ended or failed: EventSource reconnects by itself)"
-          : " (EventSource gave up for good)";
+          : " (EventSource gave up for good: a status other than 200, 204 No Content, or a type other than text/event-stream)";
         logLine(list, "error, readyState " + STATES[es.readyState] + why, true);
         console.log("error, readyState", STATES[es.readyState]);
       });

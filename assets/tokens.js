@@ -31,8 +31,10 @@
   document.addEventListener("click", async (e) => {
     const b = e.target.closest("button[data-post]");
     if (!b) return;
-    const res = await fetch("/tokens/" + encodeURIComponent(token()) + "/" + b.dataset.post, {
-      method: "POST", headers: { "Content-Type": "text/plain" }, body: $("[data-testid=data]").value,
+    const action = b.dataset.post;
+    const body = action === "retry" ? $("[data-testid=retry-ms]").value : action === "close" ? "" : $("[data-testid=data]").value;
+    const res = await fetch("/tokens/" + encodeURIComponent(token()) + "/" + action, {
+      method: "POST", headers: { "Content-Type": "text/plain" }, body,
     });
     $("[data-testid=answer]").textContent = res.status + " " + (await res.text()).trim();
   });

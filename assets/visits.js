@@ -11,6 +11,6 @@
     const li = document.createElement("li");
     li.textContent = ev.data; // never innerHTML: data is text
     list.prepend(li);
-  });
+  }, ["viewers"]); // the count is state: shown above, not logged
 
 })();

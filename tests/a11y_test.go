@@ -56,7 +56,7 @@ func TestBrowserAccessibility(t *testing.T) {
 				t.Errorf("%s at %d px: %s", p.name, width, v)
 			}
 			if shots != "" {
-				png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+				png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 				if err != nil {
 					t.Fatal(err)
 				}

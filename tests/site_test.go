@@ -188,3 +188,44 @@ func TestBrowserSeedsCode(t *testing.T) {
 		return evalBool(t, ctx, `chat.some(m => m.endsWith("anonymous: hello from the seed"))`)
 	})
 }
+
+// The lessons the pages must make visible: the time feed says it is off
+// and why error lines are normal, shows clock time, and after the
+// content-type switch shows the text/plain response on the wire; the
+// generator's resume run ends with the 204 said in words; visits log
+// visits, not counts.
+func TestBrowserLessonsVisible(t *testing.T) {
+	s := startServer(t)
+	ctx := browser(t)
+	navigate(t, ctx, s.URL+"/time/")
+	eventually(t, 5*time.Second, "the feed-off note", func() bool {
+		return evalBool(t, ctx, `!document.querySelector("[data-testid=feed-note]").hidden`)
+	})
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid=toggle-feed]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "clock time shown", func() bool {
+		return evalBool(t, ctx, `/^\d\d:\d\d:\d\d\.\d{3}$/.test(document.querySelector("[data-testid=clock]").textContent) &&
+			document.querySelector("[data-testid=feed-note]").hidden`)
+	})
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid=toggle-type]`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the text/plain response on the wire", func() bool {
+		return evalBool(t, ctx, `document.querySelector("[data-testid=wire]").textContent.includes("content-type: text/plain")`)
+	})
+	do(t, "POST", s.URL+"/time/typeSwitch", "")
+
+	navigate(t, ctx, s.URL+"/eventsource/page?resume=1")
+	eventually(t, 15*time.Second, "the 204 said in words", func() bool {
+		return evalBool(t, ctx, `document.querySelector("[data-testid=events]").textContent.includes("204 No Content")`)
+	})
+
+	navigate(t, ctx, s.URL+"/visits/")
+	tab := newTab(t, ctx, true) // another viewer: the count changes
+	navigate(t, tab, s.URL+"/visits/")
+	eventually(t, 5*time.Second, "two viewers", func() bool { return text(t, ctx, "viewers") == "2" })
+	if evalBool(t, ctx, `document.querySelector("[data-testid=events]").textContent.includes("viewers:")`) {
+		t.Error("the visits log shows viewer counts: they are state, shown above")
+	}
+}

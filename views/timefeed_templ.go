@@ -68,20 +68,30 @@ func TimeFeedPage(vm TimeFeedVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "</b></p><p class=\"buttons\"><button type=\"button\" data-action=\"feed\" data-testid=\"toggle-feed\">Toggle feed</button> <button type=\"button\" data-action=\"type\" data-testid=\"toggle-type\">Toggle content type</button></p><fieldset><legend>Mode</legend> <label><input type=\"radio\" name=\"mode\" value=\"short\" checked> short responses (the seed: polling)</label> <label><input type=\"radio\" name=\"mode\" value=\"stream\"> one long-lived stream, every <input type=\"text\" name=\"interval\" value=\"1s\" size=\"5\" aria-label=\"interval\"></label></fieldset><p class=\"buttons\"><button type=\"button\" data-action=\"connect\" data-testid=\"connect\">Connect again</button> <button type=\"button\" data-action=\"close\" data-testid=\"close\">close()</button></p></section><section class=\"panel lesson\"><h2>The lesson</h2><p>In short mode each <code>sendTime</code> response carries one <code>time</code> event and ends. EventSource treats the end as a dropped connection and <b>reconnects</b> after the <code>retry:</code> delay this server sends (")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "</b></p><p class=\"clock\" aria-live=\"off\">server time <span data-testid=\"clock\">–</span></p><p class=\"note\" data-testid=\"feed-note\"")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			if vm.FeedOn {
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, " hidden")
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, ">The feed is <b>off</b> (it starts off, as in the seed): each response carries no event, only <code>retry:</code>. The <code>error</code> lines below are the normal end of each short response: EventSource reconnects after the retry delay. Toggle the feed to see events.</p><p class=\"buttons\"><button type=\"button\" data-action=\"feed\" data-testid=\"toggle-feed\">Toggle feed</button> <button type=\"button\" data-action=\"type\" data-testid=\"toggle-type\">Toggle content type</button></p><fieldset><legend>Mode</legend> <label><input type=\"radio\" name=\"mode\" value=\"short\" checked> short responses (the seed: polling)</label> <label><input type=\"radio\" name=\"mode\" value=\"stream\"> one long-lived stream, every <input type=\"text\" name=\"interval\" value=\"1s\" size=\"5\" aria-label=\"interval\"></label></fieldset><p class=\"buttons\"><button type=\"button\" data-action=\"connect\" data-testid=\"connect\">Connect again</button> <button type=\"button\" data-action=\"close\" data-testid=\"close\">close()</button></p></section><section class=\"panel lesson\"><h2>The lesson</h2><p>In short mode each <code>sendTime</code> response carries one <code>time</code> event and ends. EventSource treats the end as a dropped connection and <b>reconnects</b> after the <code>retry:</code> delay this server sends (")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var5 string
 			templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs(vm.Retry.String())
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/timefeed.templ`, Line: 30, Col: 69}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/timefeed.templ`, Line: 36, Col: 69}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 4, "): the connection count climbs, and EventSource has become polling. Long-lived mode keeps one response open instead.</p><p>Three answers stop the reconnects <b>permanently</b>: a content type other than <code>text/event-stream</code> (try the switch: <code>readyState</code> goes to CLOSED), any status other than 200, and <code>204 No Content</code>, the polite way for a server to say \"done\". From the page's side, <code>close()</code> stops it: readyState CLOSED, no more requests.</p></section></div>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "): the connection count climbs, and EventSource has become polling. Long-lived mode keeps one response open instead.</p><p>Three answers stop the reconnects <b>permanently</b>: a content type other than <code>text/event-stream</code> (try the switch: <code>readyState</code> goes to CLOSED), any status other than 200, and <code>204 No Content</code>, the polite way for a server to say \"done\". From the page's side, <code>close()</code> stops it: readyState CLOSED, no more requests.</p></section></div>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -89,7 +99,7 @@ func TimeFeedPage(vm TimeFeedVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, " <script src=\"/assets/timefeed.js\"></script>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, " <script src=\"/assets/timefeed.js\"></script>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

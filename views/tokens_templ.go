@@ -42,7 +42,7 @@ func TokensPage(vm TokensVM) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<h1>Token streams <small>the Tornado eventsource seed</small></h1><div class=\"grid\"><section class=\"panel\"><h2>Token</h2><form data-testid=\"token-form\" class=\"say\"><label for=\"token\">Token</label> <input type=\"text\" id=\"token\" name=\"token\" value=\"demo\" pattern=\"[A-Za-z0-9:._\\-]{1,64}\" required> <button type=\"submit\">Watch</button></form><h2>Post an action</h2><p><label for=\"data\">Data</label> <input type=\"text\" id=\"data\" name=\"data\" data-testid=\"data\"")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 1, "<h1>Token streams <small>the Tornado eventsource seed</small></h1><div class=\"grid\"><section class=\"panel\"><h2>Token</h2><form data-testid=\"token-form\" class=\"say\"><label for=\"token\">Token</label> <input type=\"text\" id=\"token\" name=\"token\" value=\"demo\" pattern=\"[A-Za-z0-9:._\\-]{1,64}\" required> <button type=\"submit\">Watch</button></form><h2>Post an action</h2><p><label for=\"data\">Ping data</label> <input type=\"text\" id=\"data\" name=\"data\" data-testid=\"data\"")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -70,56 +70,58 @@ func TokensPage(vm TokensVM) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, "></p><p class=\"buttons\">")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, "> <button type=\"button\" data-post=\"ping\" data-testid=\"post-ping\">ping</button></p><p><label for=\"retry-ms\">Retry (ms, 0 to 600000)</label> <input type=\"number\" id=\"retry-ms\" name=\"retry\" min=\"0\" max=\"600000\" value=\"5000\" data-testid=\"retry-ms\"> <button type=\"button\" data-post=\"retry\" data-testid=\"post-retry\">retry</button></p><p><button type=\"button\" data-post=\"close\" data-testid=\"post-close\">close</button> <span class=\"hint\">ends every listener's stream after a close event</span></p><p class=\"buttons\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			for _, a := range vm.Actions {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "<button type=\"button\" data-post=\"")
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				var templ_7745c5c3_Var4 string
-				templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(a)
-				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 28, Col: 41}
-				}
-				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\" data-testid=\"")
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				var templ_7745c5c3_Var5 string
-				templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs("post-" + a)
-				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 28, Col: 69}
-				}
-				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "\">")
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				var templ_7745c5c3_Var6 string
-				templ_7745c5c3_Var6, templ_7745c5c3_Err = templ.JoinStringErrs(a)
-				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 28, Col: 75}
-				}
-				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var6))
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
-				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 9, "</button>")
-				if templ_7745c5c3_Err != nil {
-					return templ_7745c5c3_Err
+				if a != "ping" && a != "close" && a != "retry" {
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "<button type=\"button\" data-post=\"")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					var templ_7745c5c3_Var4 string
+					templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinStringErrs(a)
+					if templ_7745c5c3_Err != nil {
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 39, Col: 42}
+					}
+					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "\" data-testid=\"")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					var templ_7745c5c3_Var5 string
+					templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs("post-" + a)
+					if templ_7745c5c3_Err != nil {
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 39, Col: 70}
+					}
+					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, "\">")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					var templ_7745c5c3_Var6 string
+					templ_7745c5c3_Var6, templ_7745c5c3_Err = templ.JoinStringErrs(a)
+					if templ_7745c5c3_Err != nil {
+						return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/tokens.templ`, Line: 39, Col: 76}
+					}
+					_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var6))
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
+					templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 9, "</button>")
+					if templ_7745c5c3_Err != nil {
+						return templ_7745c5c3_Err
+					}
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "</p><p class=\"hint\">Answer: <code data-testid=\"answer\"></code></p><p class=\"hint\">The same from a terminal:</p><pre class=\"cmd\" data-testid=\"commands\" tabindex=\"0\" role=\"region\" aria-label=\"commands\"></pre></section><section class=\"panel lesson\"><h2>The lesson</h2><p>A stream is addressed by a token: every client that polls <code>/tokens/TOKEN/poll</code> listens, and any other client can post to it: <code>ping</code> sends an event, <code>close</code> sends a <code>close</code> event and ends every listener's stream, <code>retry</code> changes how long listeners wait before reconnecting. The answer says how many listeners were reached.</p><p>This server's kind: ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, "</p><p class=\"hint\">Answer: <code data-testid=\"answer\"></code></p><p class=\"hint\">Listeners reached counts every open stream of this token, wherever it is: this page's, other tabs', <code>curl</code>'s, <code>sselab client</code>'s (and every instance's, with <code>-redis</code>).</p><p class=\"hint\">The same from a terminal:</p><pre class=\"cmd\" data-testid=\"commands\" tabindex=\"0\" role=\"region\" aria-label=\"commands\"></pre></section><section class=\"panel lesson\"><h2>The lesson</h2><p>A stream is addressed by a token: every client that polls <code>/tokens/TOKEN/poll</code> listens, and any other client can post to it: <code>ping</code> sends an event, <code>close</code> sends a <code>close</code> event and ends every listener's stream, <code>retry</code> changes how long listeners wait before reconnecting. The answer says how many listeners were reached.</p><p>This server's kind: ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
