@@ -48,4 +48,3 @@ func (h *Connections) Stream(c echo.Context) error {
 	never := func() <-chan struct{} { return nil }
 	return sse.Loop(c.Request().Context(), s, h.keepalive, never, func() (bool, error) { return false, nil })
 }
-
