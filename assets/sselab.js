@@ -137,7 +137,9 @@ const sselab = (() => {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        add("⟨+" + ((performance.now() - started) / 1000).toFixed(2) + "s⟩\n" + value);
+        // The marker follows what arrived, so that the last one stays in
+        // view: a buffered response shows one read, seconds late.
+        add(value + "⟨read at +" + ((performance.now() - started) / 1000).toFixed(2) + "s, " + value.length + " bytes⟩\n");
       }
       add("⟨end of response⟩\n");
     } catch (e) {

@@ -229,3 +229,37 @@ func TestBrowserLessonsVisible(t *testing.T) {
 		t.Error("the visits log shows viewer counts: they are state, shown above")
 	}
 }
+
+// When a page's stream waits for a connection over HTTP/1.1, the page says
+// so: six other streams in the same browser hold every connection.
+func TestBrowserSaysWhenTheLimitBites(t *testing.T) {
+	s := startServer(t)
+	ctx := browser(t)
+	navigate(t, ctx, s.URL+"/tokens/")
+	eventually(t, 5*time.Second, "the page's stream open", func() bool { return text(t, ctx, "ready-state") == "OPEN" })
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`
+		window.held = [];
+		for (let i = 0; i < 6; i++) held.push(new EventSource("/connections/stream?i=" + i));
+		true`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "five of them open", func() bool {
+		return evalBool(t, ctx, `held.filter(e => e.readyState === 1).length === 5`)
+	})
+	if !evalBool(t, ctx, `document.querySelector("[data-testid=conn-hint]").hidden`) {
+		t.Fatal("the hint shows while the page's stream is open")
+	}
+	// Watch again: the page's new stream needs a seventh connection.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-testid=token-form] button`))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 6*time.Second, "the hint about the six connections", func() bool {
+		return evalBool(t, ctx, `!document.querySelector("[data-testid=conn-hint]").hidden`)
+	})
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`held.forEach(e => e.close()); true`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the stream open and the hint gone", func() bool {
+		return text(t, ctx, "ready-state") == "OPEN" && evalBool(t, ctx, `document.querySelector("[data-testid=conn-hint]").hidden`)
+	})
+}
