@@ -1,11 +1,9 @@
 package tests
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,32 +53,9 @@ func TestShutdownEndsStreams(t *testing.T) {
 func TestSignalsStopTheBinary(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(binary(t), "serve", "-addr", "127.0.0.1:0")
-			stdout, _ := cmd.StdoutPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill() })
-			line, err := bufio.NewReader(stdout).ReadString('\n')
-			m := listening.FindStringSubmatch(line)
-			if err != nil || m == nil {
-				t.Fatalf("first line %q: %v", line, err)
-			}
-			url := m[1]
+			url, cmd := startBinary(t)
 			_, p := openStream(t, url+"/time/sendTime?mode=stream")
-			exited := make(chan error, 1)
-			start := time.Now()
-			cmd.Process.Signal(sig)
-			go func() { exited <- cmd.Wait() }()
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Errorf("exit: %v, want status 0", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("still running 5s after the signal")
-			}
-			t.Logf("exited %v after %s", time.Since(start).Round(time.Millisecond), sig)
+			stopWithin(t, cmd, sig, 5*time.Second)
 			if _, err := p.Next(); !errors.Is(err, io.EOF) {
 				t.Errorf("open stream: got %v, want a clean end", err)
 			}

@@ -48,6 +48,25 @@ func startBinary(t *testing.T, args ...string) (string, *exec.Cmd) {
 	}
 }
 
+// stopWithin sends sig to the built binary and fails the test unless it
+// exits 0 within the time.
+func stopWithin(t *testing.T, cmd *exec.Cmd, sig syscall.Signal, within time.Duration) {
+	t.Helper()
+	start := time.Now()
+	cmd.Process.Signal(sig)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit: %v, want status 0", err)
+		}
+	case <-time.After(within):
+		t.Fatalf("still running %v after %s", within, sig)
+	}
+	t.Logf("exited %v after %s", time.Since(start).Round(time.Millisecond), sig)
+}
+
 // stalledStream opens a stream on a raw connection with a small receive
 // buffer and never reads it: once the server has written more than the
 // buffers hold, its writes to this client block.
@@ -102,19 +121,7 @@ func TestShutdownWithStalledClients(t *testing.T) {
 			t.Fatalf("ping: %d %s", code, body)
 		}
 	}
-	start := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exit: %v, want status 0", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("still running 5s after SIGTERM")
-	}
-	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	stopWithin(t, cmd, syscall.SIGTERM, 5*time.Second)
 	wg.Wait()
 	retries := map[int64]bool{}
 	for i, r := range parsers {

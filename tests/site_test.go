@@ -14,6 +14,16 @@ import (
 // tests only.
 var insecureTLS = chromedp.Flag("ignore-certificate-errors", true)
 
+// siteIn starts the site and Chromium, over -tls (HTTP/2) or plain
+// HTTP/1.1.
+func siteIn(t *testing.T, overTLS bool) (string, context.Context) {
+	if overTLS {
+		base, _ := startBinary(t, "-tls")
+		return base, browser(t, insecureTLS)
+	}
+	return startServer(t).URL, browser(t)
+}
+
 // opened is how many times the page's EventSource has opened.
 func opened(t *testing.T, ctx context.Context) int { return number(t, ctx, "connect-count") }
 
@@ -69,15 +79,7 @@ func TestBrowserManyTabs(t *testing.T) {
 		tls  bool
 	}{{"http1.1", 6, false}, {"tls", 12, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var base string
-			var ctx context.Context
-			if tc.tls {
-				base, _ = startBinary(t, "-tls")
-				ctx = browser(t, insecureTLS)
-			} else {
-				base = startServer(t).URL
-				ctx = browser(t)
-			}
+			base, ctx := siteIn(t, tc.tls)
 			tabs := []context.Context{ctx}
 			for len(tabs) < tc.tabs {
 				tabs = append(tabs, newTab(t, ctx, false))
@@ -115,15 +117,7 @@ func TestBrowserConnectionsPage(t *testing.T) {
 		open, waiting string
 	}{{"http1.1", false, "6", "2"}, {"tls", true, "8", "0"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var base string
-			var ctx context.Context
-			if tc.tls {
-				base, _ = startBinary(t, "-tls")
-				ctx = browser(t, insecureTLS)
-			} else {
-				base = startServer(t).URL
-				ctx = browser(t)
-			}
+			base, ctx := siteIn(t, tc.tls)
 			navigate(t, ctx, base+"/connections/?n=8")
 			eventually(t, 10*time.Second, "the page settled", func() bool { return evalBool(t, ctx, `document.body.dataset.settled === "1"`) })
 			got := func(k string) string {
