@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -23,14 +25,15 @@ import (
 )
 
 // Redis is the broker for several instances: every channel is a Redis
-// Stream. Publish is one script that XADDs (with an approximate MAXLEN as
-// the history bound), which gives the event its id, records when the
-// stream was born, and sets both keys to expire after IdleTTL; a channel
+// Stream. Publish is one script that XADDs, which gives the event its id,
+// trims the stream to the history bound, keeps its floor (see
+// publishScript), and sets its keys to expire after IdleTTL; a channel
 // with local subscribers has its expiry renewed by the heartbeat, so only
-// channels that nobody listens to and nobody publishes to expire. Each process runs one blocking
-// XREAD loop per channel that has local subscribers and appends what it
-// reads to the same local logs the memory broker uses, so fan-out stays in
-// process. Replay after Last-Event-ID reads the stream with XRANGE, so it
+// channels that nobody listens to and nobody publishes to expire. Each
+// process runs Readers XREAD loops, each one blocking XREAD over its share
+// of the channels that have local subscribers, however many, and appends
+// what it reads to a hub.Local, so fan-out stays in process: an instance
+// holds at most MaxConns connections whatever its channels. Replay after Last-Event-ID reads the stream with XRANGE, so it
 // works whichever instance the client reconnects to.
 //
 // When Redis goes away, Publish and Subscribe return hub.ErrUnavailable, open
@@ -54,6 +57,7 @@ type Broker struct {
 	memSince  int64
 	mu        sync.Mutex
 	followers map[string]*follower
+	readers   [Readers]*reader
 	presence  map[string]presence // subscription id -> its presence record
 }
 
@@ -62,9 +66,24 @@ var (
 	_ hub.SecretSharer = (*Broker)(nil)
 )
 
-type follower struct {
-	refs   int
-	cancel context.CancelFunc
+// follower counts the local subscriptions of a channel this process reads.
+type follower struct{ refs int }
+
+// Readers is how many XREAD loops an instance runs: each follows its share
+// of the channels with local listeners, any number of them, in one
+// blocking XREAD over all their streams. MaxConns bounds the connections
+// an instance holds: the readers' plus the pool that publishes, counts and
+// replays.
+const (
+	Readers  = 4
+	MaxConns = 16
+)
+
+// reader is one XREAD loop and the channels it follows.
+type reader struct {
+	mu   sync.Mutex
+	last map[string]string // followed channel -> the last id read
+	wake string            // a stream whose entries make the loop look again
 }
 
 const (
@@ -90,7 +109,9 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 	// broker's, at debug level: the broker itself reports what matters (a
 	// publish that fails, a channel loop that retries).
 	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log}) })
-	opt.PoolSize = max(opt.PoolSize, 64)
+	// The readers hold a connection each while they block; the rest of the
+	// pool publishes, counts and replays.
+	opt.PoolSize = MaxConns
 	rdb := redis.NewClient(opt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
@@ -105,6 +126,11 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 		instance:  hex.EncodeToString(id),
 		followers: map[string]*follower{},
 		presence:  map[string]presence{},
+	}
+	for i := range r.readers {
+		r.readers[i] = &reader{last: map[string]string{}, wake: fmt.Sprintf("%swake:%s:%d", keyPrefix, r.instance, i)}
+		r.wg.Add(1)
+		go r.read(r.readers[i])
 	}
 	r.wg.Add(1)
 	go r.heartbeat()
@@ -425,8 +451,10 @@ func (r *Broker) state(ctx context.Context, channel string) (streamState, error)
 	var floor *redis.StringCmd
 	_, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		// A stream not made yet is born now: a client told this id and
-		// resuming from it has missed nothing that comes later.
-		now := strconv.FormatInt(time.Now().UnixMilli(), 10) + "-0"
+		// resuming from it has missed nothing that comes later. It is the
+		// last id of the millisecond before, so that no XADD from now on,
+		// even in this millisecond, can get an id at or below it.
+		now := strconv.FormatInt(time.Now().UnixMilli()-1, 10) + "-" + strconv.FormatUint(math.MaxUint64, 10)
 		pl.SetNX(ctx, floorKey(channel), now, r.opts.IdleTTL)
 		info = pl.XInfoStream(ctx, streamKey(channel))
 		floor = pl.Get(ctx, floorKey(channel))
@@ -476,19 +504,17 @@ func (r *Broker) place(ctx context.Context, channels []string, id string, states
 	return "", hub.ID{}, false, nil // malformed, or from the future: not an id given here
 }
 
-// follow makes sure one XREAD loop runs for the channel in this process.
+// follow makes sure this process reads the channel: one of the readers
+// adds it to its XREAD, from the stream's newest entry now (a subscriber's
+// replay reads the stream itself, so nothing before is needed).
 func (r *Broker) follow(name string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if f := r.followers[name]; f != nil {
 		f.refs++
+		r.mu.Unlock()
 		return nil
 	}
-	if r.ctx.Err() != nil {
-		return hub.ErrClosed
-	}
-	// Start after the newest entry there is now: a subscriber's replay
-	// reads the stream itself, so nothing before this point is needed.
+	r.mu.Unlock()
 	top, err := r.rdb.XRevRangeN(r.ctx, streamKey(name), "+", "-", 1).Result()
 	if err != nil {
 		return unavailable(err)
@@ -497,10 +523,31 @@ func (r *Broker) follow(name string) error {
 	if len(top) > 0 {
 		from = top[0].ID
 	}
-	ctx, cancel := context.WithCancel(r.ctx)
-	r.followers[name] = &follower{refs: 1, cancel: cancel}
-	r.wg.Add(1)
-	go r.run(ctx, name, from)
+	r.mu.Lock()
+	if f := r.followers[name]; f != nil { // another subscription got here first
+		f.refs++
+		r.mu.Unlock()
+		return nil
+	}
+	if r.ctx.Err() != nil {
+		r.mu.Unlock()
+		return hub.ErrClosed
+	}
+	r.followers[name] = &follower{refs: 1}
+	rd := r.readerOf(name)
+	rd.mu.Lock()
+	rd.last[name] = from
+	rd.mu.Unlock()
+	r.mu.Unlock()
+	// Wake the reader from its blocking XREAD, so that it reads the new
+	// stream at once rather than after blockFor.
+	if _, err := r.rdb.Pipelined(r.ctx, func(pl redis.Pipeliner) error {
+		pl.XAdd(r.ctx, &redis.XAddArgs{Stream: rd.wake, MaxLen: 8, Values: []any{"follow", name}})
+		pl.Expire(r.ctx, rd.wake, time.Minute)
+		return nil
+	}); err != nil {
+		r.log.Debug("redis: waking a reader", "err", err)
+	}
 	return nil
 }
 
@@ -512,20 +559,54 @@ func (r *Broker) unfollow(name string) {
 		return
 	}
 	if f.refs--; f.refs == 0 {
-		f.cancel()
 		delete(r.followers, name)
+		rd := r.readerOf(name)
+		rd.mu.Lock()
+		delete(rd.last, name)
+		rd.mu.Unlock()
 	}
 }
 
-// run is a channel's XREAD loop: it appends every new entry to the local
+func (r *Broker) readerOf(channel string) *reader {
+	h := fnv.New32a()
+	h.Write([]byte(channel))
+	return r.readers[h.Sum32()%Readers]
+}
+
+// followed lists the channels this process reads.
+func (r *Broker) followed() []string {
+	var out []string
+	for _, rd := range r.readers {
+		rd.mu.Lock()
+		for name := range rd.last {
+			out = append(out, name)
+		}
+		rd.mu.Unlock()
+	}
+	slices.Sort(out)
+	return out
+}
+
+// read is one reader's loop: one blocking XREAD over every stream it
+// follows and its wake stream; it appends every new entry to the local
 // log, which wakes the local subscribers.
-func (r *Broker) run(ctx context.Context, name, last string) {
+func (r *Broker) read(rd *reader) {
 	defer r.wg.Done()
+	ctx := r.ctx
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{
-			Streams: []string{streamKey(name), last}, Count: 512, Block: blockFor,
-		}).Result()
+		rd.mu.Lock()
+		keys := make([]string, 0, 2*len(rd.last)+2)
+		ids := make([]string, 0, len(rd.last)+1)
+		for name, last := range rd.last {
+			keys = append(keys, streamKey(name))
+			ids = append(ids, last)
+		}
+		rd.mu.Unlock()
+		// "$": only wakes from now on; a follow made before this call is
+		// in keys already.
+		keys = append(append(keys, rd.wake), append(ids, "$")...)
+		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: 512, Block: blockFor}).Result()
 		if errors.Is(err, redis.Nil) {
 			continue // nothing new within blockFor
 		}
@@ -533,7 +614,7 @@ func (r *Broker) run(ctx context.Context, name, last string) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.log.Warn("redis: reading a channel; retrying", "channel", name, "err", err, "in", backoff)
+			r.log.Warn("redis: reading channels; retrying", "err", err, "in", backoff)
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -542,14 +623,25 @@ func (r *Broker) run(ctx context.Context, name, last string) {
 		}
 		backoff = 100 * time.Millisecond
 		for _, st := range res {
+			name, ok := strings.CutPrefix(st.Stream, keyPrefix+"ch:")
+			if !ok || len(st.Messages) == 0 {
+				continue // the wake stream
+			}
 			for _, xm := range st.Messages {
 				if k, ok := hub.ParseID(xm.ID); ok {
 					if err := r.e.Append(name, xm.ID, k, toMessage(xm.Values)); err != nil {
 						r.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
 					}
 				}
-				last = xm.ID
 			}
+			newest := st.Messages[len(st.Messages)-1].ID
+			rd.mu.Lock()
+			// Only forward: a channel followed again meanwhile may start
+			// past what this read returned.
+			if last, still := rd.last[name]; still && idLess(last, newest) {
+				rd.last[name] = newest
+			}
+			rd.mu.Unlock()
 		}
 	}
 }
@@ -729,6 +821,9 @@ func (r *Broker) Close() error {
 		pl.ZRem(ctx, instancesKey, r.instance)
 		for k := range keys {
 			pl.Del(ctx, k)
+		}
+		for _, rd := range r.readers {
+			pl.Del(ctx, rd.wake)
 		}
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -227,8 +228,9 @@ func TestRedisRecovers(t *testing.T) {
 	}
 }
 
-// One XREAD loop runs per followed channel, however many local
-// subscriptions share it, and it ends when its last subscription closes.
+// A channel is followed once however many local subscriptions share it,
+// and no longer once its last subscription closes; the readers stay
+// Readers in number whatever the channels.
 func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newRedis(t, srv.URL, hub.Options{})
@@ -240,31 +242,22 @@ func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 		}
 		subs = append(subs, s)
 	}
-	waitLoops(t, 3) // a, b and c: the second "a" shares the first one's loop
+	check := func(want string) {
+		t.Helper()
+		if got := fmt.Sprint(r.followed()); got != want {
+			t.Errorf("followed: got %s, want %s", got, want)
+		}
+		if n := countStacks("sselab/app/hub/redis.(*Broker).read("); n != Readers {
+			t.Errorf("%d reader loops, want %d", n, Readers)
+		}
+	}
+	check("[a b c]")
 	subs[0].Close() // the first "a"
 	subs[1].Close() // "b"
-	waitLoops(t, 2) // "a" still has a subscription, and "c"
+	check("[a c]")
 	subs[2].Close()
 	subs[3].Close()
-	waitLoops(t, 0)
-}
-
-// waitLoops waits until exactly want goroutines run (*Redis).run.
-// It counts them in a dump of every goroutine's stack, so goroutines that
-// go-redis or the test start and end on their own do not disturb it.
-func waitLoops(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := countStacks("sselab/app/hub/redis.(*Broker).run(")
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("XREAD loops: got %d, want %d", got, want)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+	check("[]")
 }
 
 func countStacks(frame string) int {
@@ -275,5 +268,43 @@ func countStacks(frame string) int {
 			return bytes.Count(buf[:n], []byte("\n"+frame))
 		}
 		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// Issue 13's finding: 100 token channels with one listener each on one
+// instance, then one ping to each. With one blocking XREAD per channel the
+// pool was held by reads: pings waited, answers said 0 listeners and
+// listeners missed their ping. Every ping must arrive, and the instance
+// must hold no more connections than its bound, however many channels.
+func TestManyChannelsFewConnections(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRedis(t, srv.URL, hub.Options{})
+	const n = 100
+	subs := make([]*hub.Subscription, n)
+	for i := range subs {
+		s, err := r.Subscribe(t.Context(), hub.Request{Channels: []string{"token:" + strconv.Itoa(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		subs[i] = s
+	}
+	for i := range n {
+		ch := "token:" + strconv.Itoa(i)
+		if c, err := r.Count(t.Context(), ch); err != nil || c != 1 {
+			t.Fatalf("%s: count %d %v, want 1", ch, c, err)
+		}
+		publish(t, r, ch, "ping "+strconv.Itoa(i))
+	}
+	for i, s := range subs {
+		if got := readUntil(t, s, 1, 10*time.Second); got[0].Data != "ping "+strconv.Itoa(i) {
+			t.Errorf("listener %d: got %+v", i, got)
+		}
+	}
+	if conns := r.rdb.PoolStats().TotalConns; conns > MaxConns {
+		t.Errorf("%d Redis connections for %d channels, want at most %d", conns, n, MaxConns)
+	}
+	if got := len(r.followed()); got != n {
+		t.Errorf("%d channels followed, want %d", got, n)
 	}
 }
