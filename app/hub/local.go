@@ -2,6 +2,7 @@ package hub
 
 import (
 	"container/heap"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -22,8 +23,15 @@ type entry struct {
 	frame []byte // the encoded event; nil for a personal event
 	fn    Func
 	arg   string // the personal event's argument
+	views []view // other renderings (Message.Views), each encoded once
 	size  int64  // bytes charged to the history budget, besides its slot
 	final bool
+}
+
+// view is one rendering of an event, encoded.
+type view struct {
+	name  string
+	frame []byte
 }
 
 // slotBytes is what one slot of a log costs, held or empty.
@@ -277,12 +285,12 @@ func (e *Local) lookup(name string) *channel {
 // Options are the options in force, defaults applied.
 func (e *Local) Options() Options { return e.opts }
 
-// Encode is a message as a subscriber with props receives it, with the
-// broker's id, and whether it is Final: a broker encodes what it replays
+// Encode is a message as a subscriber with props that asked for view
+// receives it, with the broker's id, and whether it is Final: a broker encodes what it replays
 // from its store this way.
-func (e *Local) Encode(id ID, wireID string, m Message, props Props) (frame []byte, final bool) {
+func (e *Local) Encode(id ID, wireID string, m Message, props Props, view string) (frame []byte, final bool) {
 	en := e.newEntry(id, wireID, m)
-	return en.appendTo(nil, props), en.final
+	return en.appendTo(nil, props, view), en.final
 }
 
 // newEntry is a message as a channel's log holds it, with the broker's id:
@@ -297,6 +305,13 @@ func (e *Local) newEntry(k ID, brokerID string, m Message) entry {
 		en.frame = ev.AppendTo(nil)
 	}
 	en.size = int64(len(en.id) + cap(en.frame) + len(en.arg))
+	for _, name := range slices.Sorted(maps.Keys(m.Views)) {
+		alt := ev
+		alt.Data = m.Views[name]
+		v := view{name: name, frame: alt.AppendTo(nil)}
+		en.views = append(en.views, v)
+		en.size += int64(len(name) + cap(v.frame))
+	}
 	return en
 }
 
@@ -431,6 +446,7 @@ func (e *Local) subscribe(r Request, from start, placed bool) (*Subscription, er
 		id:      strconv.FormatUint(n, 10),
 		shard:   n,
 		props:   r.Props,
+		view:    r.View,
 		names:   slices.Clone(r.Channels),
 		local:   e,
 		notify:  make(chan struct{}, 1),
@@ -586,8 +602,16 @@ func (e *Local) Close() {
 	}
 }
 
-// appendTo encodes the entry for one subscriber.
-func (en *entry) appendTo(buf []byte, props Props) []byte {
+// appendTo encodes the entry for one subscriber: the view it asked for
+// when the entry has it, else the event itself.
+func (en *entry) appendTo(buf []byte, props Props, view string) []byte {
+	if view != "" {
+		for _, v := range en.views {
+			if v.name == view {
+				return append(buf, v.frame...)
+			}
+		}
+	}
 	if en.fn == nil {
 		return append(buf, en.frame...)
 	}
@@ -601,6 +625,7 @@ type Subscription struct {
 	id      string
 	shard   uint64 // spreads counter updates, so subscribers do not contend
 	props   Props
+	view    string // the rendering it asked for (Request.View)
 	names   []string
 	local   *Local
 	chans   []*channel
@@ -751,7 +776,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 			if s.skip != nil && !s.skip[i].Less(en.key) {
 				continue // replayed from the store already
 			}
-			buf = en.appendTo(buf, s.props)
+			buf = en.appendTo(buf, s.props, s.view)
 			delivered++
 			if en.final {
 				s.cursors[i].Store(pos + 1)

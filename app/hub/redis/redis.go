@@ -11,8 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math"
 	"log/slog"
+	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -270,12 +271,23 @@ func encodeMessage(m hub.Message) []any {
 	if m.Final {
 		add("final", "1")
 	}
+	for _, name := range slices.Sorted(maps.Keys(m.Views)) {
+		v = append(v, "view:"+name, m.Views[name])
+	}
 	return v
 }
 
 func toMessage(v map[string]any) hub.Message {
 	str := func(k string) string { s, _ := v[k].(string); return s }
 	m := hub.Message{Type: str("type"), Data: str("data"), Func: str("func"), ID: str("id"), NoID: str("noid") == "1", Final: str("final") == "1"}
+	for k, val := range v {
+		if name, ok := strings.CutPrefix(k, "view:"); ok {
+			if m.Views == nil {
+				m.Views = map[string]string{}
+			}
+			m.Views[name], _ = val.(string)
+		}
+	}
 	if ms, err := strconv.ParseInt(str("retry"), 10, 64); err == nil {
 		m.Retry, m.HasRetry = time.Duration(ms)*time.Millisecond, true
 	}
@@ -379,7 +391,7 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 			if !ok || p.Final {
 				continue
 			}
-			frame, final := r.e.Encode(k, xm.ID, toMessage(xm.Values), props)
+			frame, final := r.e.Encode(k, xm.ID, toMessage(xm.Values), props, req.View)
 			p.Replay = append(p.Replay, frame)
 			p.Skip[i], p.Final = k, final
 		}
