@@ -113,6 +113,16 @@ func demos(d Deps) []demo {
 						curl: "curl -d 42 {base}/tokens/demo/ping"},
 				}
 			}()},
+		{title: "Fragments", nav: "Fragments", href: "/fragments/", seed: "the chat, as Echo + templ apps do it",
+			lesson: "The server renders each message once with a templ component and htmx swaps it in: HTML over several data: lines of one event, render-then-send, replay by Last-Event-ID, no script of sselab's own.",
+			routes: func() []route {
+				fr := handlers.NewFragments(d.Broker, d.Config.Keepalive)
+				return []route{
+					{methods: get, path: "/fragments/", handler: fr.Page, doc: "The chat as server-rendered fragments, with htmx's SSE extension.", curl: "curl {base}/fragments/"},
+					{methods: get, path: "/fragments/stream", handler: fr.Stream, stream: true,
+						doc: "Channel chat as HTML fragments rendered by a templ component, with ids; Last-Event-ID replays.", curl: "curl -N {base}/fragments/stream"},
+				}
+			}()},
 		{title: "Connections", nav: "Connections", href: "/connections/", seed: "the browser's connection limit",
 			lesson: "Over HTTP/1.1 a browser holds at most six connections per site, and each stream takes one: the seventh waits, with no error. Over HTTP/2 (-tls) every stream shares one connection.",
 			routes: func() []route {

@@ -6,5 +6,5 @@ import "embed"
 
 // FS holds every asset, served under /assets/.
 //
-//go:embed *.css *.js
+//go:embed *.css *.js vendor
 var FS embed.FS

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"sselab/app/hub"
+	"sselab/app/sse"
 	"sselab/views"
 )
 
@@ -118,12 +119,21 @@ func (h *Chat) Post(c echo.Context) error {
 	if user == "" {
 		user = anonymous
 	}
-	line := fmt.Sprintf("[%s] %s: %s", time.Now().Format("15:04:05"), user, msg)
-	if err := h.b.Publish(c.Request().Context(), []string{ChatChannel}, hub.Message{Type: "message", Data: line}); err != nil {
+	at := time.Now().Format("15:04:05")
+	line := fmt.Sprintf("[%s] %s: %s", at, user, msg)
+	// One channel, two renderings: the text, and the fragment that
+	// /fragments/stream sends, rendered here once for every subscriber.
+	item, err := sse.Render(c.Request().Context(), views.ChatItem(views.ChatMessage{Time: at, User: user, Text: msg}), sse.Event{})
+	if err != nil {
+		return err
+	}
+	m := hub.Message{Type: "message", Data: line, Views: map[string]string{FragmentView: item.Data}}
+	if err := h.b.Publish(c.Request().Context(), []string{ChatChannel}, m); err != nil {
 		return unavailable(c, err)
 	}
-	// A plain HTML form (no JavaScript) navigates: send it back to the chat.
-	if strings.Contains(c.Request().Header.Get("Accept"), "text/html") {
+	// A plain HTML form (no JavaScript) navigates: send it back to the
+	// chat. htmx posts for the page, which stays.
+	if c.Request().Header.Get("HX-Request") == "" && strings.Contains(c.Request().Header.Get("Accept"), "text/html") {
 		return c.Redirect(http.StatusSeeOther, "/chat/")
 	}
 	return c.NoContent(http.StatusNoContent)

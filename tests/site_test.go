@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"sselab/app/hub/redistest"
 )
 
 // insecureTLS lets Chromium accept the certificate made at start: in
@@ -256,4 +259,60 @@ func TestBrowserSaysWhenTheLimitBites(t *testing.T) {
 	eventually(t, 5*time.Second, "the stream open and the hint gone", func() bool {
 		return text(t, ctx, "ready-state") == "OPEN" && evalBool(t, ctx, `document.querySelector("[data-testid=conn-hint]").hidden`)
 	})
+}
+
+// Two pages of /fragments/ show each message as the server rendered it
+// within a second, whether posted from one of them or from the chat; after
+// the stream is cut (the instance restarts) the messages posted meanwhile,
+// on another instance, appear once each, in order.
+func TestBrowserFragments(t *testing.T) {
+	rs := redistest.Start(t)
+	a := startServer(t, "-redis", rs.URL)
+	ctx := browser(t)
+	other := newTab(t, ctx, true)
+	for _, tab := range []context.Context{ctx, other} {
+		navigate(t, tab, a.URL+"/fragments/")
+	}
+	items := func(tab context.Context) []string {
+		v, err := chromedp.Run(tab, chromedp.Evaluate[[]string](`[...document.querySelectorAll("[data-testid=fragments] li .text")].map(li => li.textContent)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	eventually(t, 5*time.Second, "both pages connected", func() bool {
+		return metric(t, a.URL, `sselab_open_streams{route="/fragments/stream"}`) == 2
+	})
+	if err := chromedp.Do(ctx, chromedp.SendKeys(`#fragment-message`, "from the page <b>"), chromedp.Click(`[data-testid=fragments-say] button`)); err != nil {
+		t.Fatal(err)
+	}
+	within := func(want string) {
+		t.Helper()
+		for i, tab := range []context.Context{ctx, other} {
+			deadline := time.Now().Add(time.Second)
+			for fmt.Sprint(items(tab)) != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("page %d: got %v within 1s, want %s", i+1, items(tab), want)
+				}
+				time.Sleep(20 * time.Millisecond) // polling interval
+			}
+		}
+	}
+	within("[from the page <b>]")
+	postMessage(t, a.URL, "from the chat")
+	within("[from the page <b> from the chat]")
+	addr := strings.TrimPrefix(a.URL, "http://")
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b := startServer(t, "-redis", rs.URL)
+	for _, m := range []string{"one", "two", "three"} {
+		postMessage(t, b.URL, m)
+	}
+	startServerAt(t, addr, "-redis", rs.URL)
+	for _, tab := range []context.Context{ctx, other} {
+		eventually(t, 15*time.Second, "the messages posted meanwhile, once each, in order", func() bool {
+			return fmt.Sprint(items(tab)) == "[from the page <b> from the chat one two three]"
+		})
+	}
 }

@@ -152,20 +152,54 @@ func StreamPanel(url string) templ.Component {
 			templ_7745c5c3_Var7 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<section class=\"panel\" data-testid=\"stream-panel\" aria-labelledby=\"es-heading\"><h2 id=\"es-heading\">EventSource</h2><dl class=\"stats\"><div><dt>readyState</dt><dd data-testid=\"ready-state\">CONNECTING</dd></div><div><dt>connections</dt><dd data-testid=\"connect-count\">0</dd></div><div><dt>events</dt><dd data-testid=\"event-count\">0</dd></div></dl><p class=\"hint warn\" data-testid=\"conn-hint\" role=\"status\" hidden>Still connecting. Over HTTP/1.1 a browser opens at most six connections per site, each stream holds one, and other tabs of this site may hold them all: this stream waits, without an error. Close a tab, or run <code>sselab -tls</code> (HTTP/2: every stream on one connection). <a href=\"/connections/\">See it happen</a>.</p><div role=\"log\" aria-live=\"polite\" aria-label=\"events, newest first\"><ol class=\"events\" data-testid=\"events\" reversed tabindex=\"0\" aria-label=\"events\"></ol></div></section><section class=\"panel\" data-testid=\"wire-panel\" aria-labelledby=\"wire-heading\"><h2 id=\"wire-heading\">On the wire</h2><p class=\"hint\">The same route read with <code>fetch()</code> and a stream reader: the raw lines, including the <code>retry:</code>, <code>id:</code> and <code>: comment</code> lines that EventSource hides. It opens a second connection, so it reads only when you ask.</p><p><code data-testid=\"wire-url\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<section class=\"panel\" data-testid=\"stream-panel\" aria-labelledby=\"es-heading\"><h2 id=\"es-heading\">EventSource</h2><dl class=\"stats\"><div><dt>readyState</dt><dd data-testid=\"ready-state\">CONNECTING</dd></div><div><dt>connections</dt><dd data-testid=\"connect-count\">0</dd></div><div><dt>events</dt><dd data-testid=\"event-count\">0</dd></div></dl><p class=\"hint warn\" data-testid=\"conn-hint\" role=\"status\" hidden>Still connecting. Over HTTP/1.1 a browser opens at most six connections per site, each stream holds one, and other tabs of this site may hold them all: this stream waits, without an error. Close a tab, or run <code>sselab -tls</code> (HTTP/2: every stream on one connection). <a href=\"/connections/\">See it happen</a>.</p><div role=\"log\" aria-live=\"polite\" aria-label=\"events, newest first\"><ol class=\"events\" data-testid=\"events\" reversed tabindex=\"0\" aria-label=\"events\"></ol></div></section>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		var templ_7745c5c3_Var8 string
-		templ_7745c5c3_Var8, templ_7745c5c3_Err = templ.JoinStringErrs(url)
-		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/layout.templ`, Line: 63, Col: 39}
-		}
-		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var8))
+		templ_7745c5c3_Err = WirePanel(url).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "</code> <button type=\"button\" data-action=\"wire\" data-testid=\"wire-read\">Read the wire</button> <button type=\"button\" data-action=\"wire-stop\">Stop</button></p><pre class=\"wire\" data-testid=\"wire\" tabindex=\"0\" role=\"region\" aria-label=\"raw response\"></pre></section>")
+		return nil
+	})
+}
+
+// WirePanel reads a route with fetch() when asked and shows its raw bytes.
+func WirePanel(url string) templ.Component {
+	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
+		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
+		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
+			return templ_7745c5c3_CtxErr
+		}
+		templ_7745c5c3_Buffer, templ_7745c5c3_IsBuffer := templruntime.GetBuffer(templ_7745c5c3_W)
+		if !templ_7745c5c3_IsBuffer {
+			defer func() {
+				templ_7745c5c3_BufErr := templruntime.ReleaseBuffer(templ_7745c5c3_Buffer)
+				if templ_7745c5c3_Err == nil {
+					templ_7745c5c3_Err = templ_7745c5c3_BufErr
+				}
+			}()
+		}
+		ctx = templ.InitializeContext(ctx)
+		templ_7745c5c3_Var8 := templ.GetChildren(ctx)
+		if templ_7745c5c3_Var8 == nil {
+			templ_7745c5c3_Var8 = templ.NopComponent
+		}
+		ctx = templ.ClearChildren(ctx)
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, "<section class=\"panel\" data-testid=\"wire-panel\" aria-labelledby=\"wire-heading\"><h2 id=\"wire-heading\">On the wire</h2><p class=\"hint\">The same route read with <code>fetch()</code> and a stream reader: the raw lines, including the <code>retry:</code>, <code>id:</code> and <code>: comment</code> lines that EventSource hides. It opens a second connection, so it reads only when you ask.</p><p><code data-testid=\"wire-url\">")
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		var templ_7745c5c3_Var9 string
+		templ_7745c5c3_Var9, templ_7745c5c3_Err = templ.JoinStringErrs(url)
+		if templ_7745c5c3_Err != nil {
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/layout.templ`, Line: 68, Col: 39}
+		}
+		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var9))
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "</code> <button type=\"button\" data-action=\"wire\" data-testid=\"wire-read\">Read the wire</button> <button type=\"button\" data-action=\"wire-stop\">Stop</button></p><pre class=\"wire\" data-testid=\"wire\" tabindex=\"0\" role=\"region\" aria-label=\"raw response\"></pre></section>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

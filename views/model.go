@@ -90,3 +90,8 @@ type ConnectionsVM struct {
 	Streams int    // how many streams the page opens
 	Proto   string // the protocol the page came over
 }
+
+// ChatMessage is one chat message, for its server-rendered fragment.
+type ChatMessage struct {
+	Time, User, Text string
+}

@@ -9,6 +9,8 @@
 package sse
 
 import (
+	"context"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -111,4 +113,30 @@ func appendLines(b []byte, prefix, value string) []byte {
 		}
 		value = value[i+1:]
 	}
+}
+
+// Component is what renders HTML into a writer: the shape of a templ
+// component (templ.Component), so that this package needs no templ.
+type Component interface {
+	Render(ctx context.Context, w io.Writer) error
+}
+
+// Render makes an event whose data is c rendered: into a buffer first, so
+// that a template error never half-writes an event, and then as the data
+// of ev, which the encoder splits over several data: lines wherever the
+// HTML has a line break (a browser joins them again with LF). This is how
+// server-rendered fragments go over SSE:
+//
+//	ev, err := sse.Render(ctx, views.ChatItem(msg), sse.Event{Type: "message", ID: id})
+//	if err != nil {
+//		return err // nothing was written
+//	}
+//	return stream.Send(ev)
+func Render(ctx context.Context, c Component, ev Event) (Event, error) {
+	var b strings.Builder
+	if err := c.Render(ctx, &b); err != nil {
+		return Event{}, err
+	}
+	ev.Data = b.String()
+	return ev, nil
 }

@@ -1,6 +1,9 @@
 package sse
 
 import (
+	"context"
+	"errors"
+	"io"
 	"testing"
 	"time"
 )
@@ -47,5 +50,32 @@ func TestAppendToReusesBuffer(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { buf = ev.AppendTo(buf[:0]) })
 	if allocs != 0 {
 		t.Errorf("got %v allocations, want 0", allocs)
+	}
+}
+
+type component func(ctx context.Context, w io.Writer) error
+
+func (c component) Render(ctx context.Context, w io.Writer) error { return c(ctx, w) }
+
+// Render puts HTML over several lines into one event of several data:
+// lines, and a template that fails writes nothing.
+func TestRender(t *testing.T) {
+	li := component(func(_ context.Context, w io.Writer) error {
+		_, err := io.WriteString(w, "<li>\n  <b>ann</b>: hi\r\n</li>")
+		return err
+	})
+	ev, err := Render(context.Background(), li, Event{Type: "message", ID: "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ev.String(), "event: message\nid: 7\ndata: <li>\ndata:   <b>ann</b>: hi\ndata: </li>\n\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	broken := component(func(_ context.Context, w io.Writer) error {
+		io.WriteString(w, "<li>half")
+		return errors.New("template failed")
+	})
+	if ev, err := Render(context.Background(), broken, Event{}); err == nil || ev.Data != "" {
+		t.Errorf("a failing template: got %+v %v, want no event and the error", ev, err)
 	}
 }
