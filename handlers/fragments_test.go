@@ -17,7 +17,7 @@ func TestFragmentsStream(t *testing.T) {
 		text, leaveText, waitText := ts.open(t.Context(), "/chat/stream")
 		html, leaveHTML, waitHTML := ts.open(t.Context(), "/fragments/stream")
 		synctest.Wait()
-		for _, msg := range []string{`<script>alert("x")</script> it's`+"\nsecond line", "plain"} {
+		for _, msg := range []string{`<script>alert("x")</script> it's` + "\nsecond line", "plain"} {
 			w := ts.do(http.MethodPost, "/chat/post", url.Values{"message": {msg}}.Encode(), "Content-Type", "application/x-www-form-urlencoded", "HX-Request", "true", "Accept", "text/html")
 			wantStatus(t, w.Code, http.StatusNoContent, w.Body.String())
 		}
