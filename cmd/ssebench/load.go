@@ -8,7 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
+	neturl "net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,7 +72,7 @@ type listener struct {
 func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 	r := result{Name: t.name, Streams: cfg.n}
 	var failures errs
-	u, err := url.Parse(t.base)
+	u, err := neturl.Parse(t.base)
 	if err != nil {
 		return r, err
 	}
@@ -192,7 +192,7 @@ func publishAll(ctx context.Context, cfg config, base string, failures *errs) (i
 		posts.Add(1)
 		go func() {
 			defer posts.Done()
-			if err := publish(ctx, pub, base+cfg.publishPath, cfg.payload); err != nil {
+			if err := publish(ctx, pub, base+cfg.publishPath, cfg.payload, cfg.form); err != nil {
 				failures.add(err)
 				return
 			}
@@ -265,9 +265,8 @@ func (l *listener) read(delivered, last *atomic.Int64) {
 			return
 		}
 		now := time.Now()
-		sent, _, _ := strings.Cut(ev.Data, " ")
-		ns, err := strconv.ParseInt(sent, 10, 64)
-		if err != nil {
+		ns, ok := sendTime(ev.Data)
+		if !ok {
 			continue
 		}
 		l.lat = append(l.lat, now.Sub(time.Unix(0, ns)))
@@ -276,24 +275,47 @@ func (l *listener) read(delivered, last *atomic.Int64) {
 	}
 }
 
-// publish posts one event carrying its send time, padded to size bytes.
-func publish(ctx context.Context, c *http.Client, url string, size int) error {
+// sendTime finds the send time an event carries: the first run of 19
+// digits (Unix nanoseconds), wherever the server put the posted text, such
+// as inside a chat line or an HTML fragment.
+func sendTime(data string) (int64, bool) {
+	run := 0
+	for i := 0; i < len(data); i++ {
+		if data[i] >= '0' && data[i] <= '9' {
+			if run++; run == 19 && (i+1 == len(data) || data[i+1] < '0' || data[i+1] > '9') {
+				ns, err := strconv.ParseInt(data[i-18:i+1], 10, 64)
+				return ns, err == nil
+			}
+			continue
+		}
+		run = 0
+	}
+	return 0, false
+}
+
+// publish posts one event carrying its send time, padded to size bytes: as
+// the body, or as form field field when one is given (the chat's message).
+func publish(ctx context.Context, c *http.Client, url string, size int, field string) error {
 	data := strconv.FormatInt(time.Now().UnixNano(), 10) + " "
 	if pad := size - len(data); pad > 0 {
 		data += strings.Repeat("x", pad)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(data))
+	body, contentType := data, "text/plain"
+	if field != "" {
+		body, contentType = neturl.Values{field: {data}}.Encode(), "application/x-www-form-urlencoded"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		return errors.New("publish: " + resp.Status)
 	}
 	return nil

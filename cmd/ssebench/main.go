@@ -42,6 +42,7 @@ type config struct {
 	drain          time.Duration
 	streamPath     string
 	publishPath    string
+	form           string // post the event as this form field, not as the body
 	sselab         string
 	url            string
 	pid            int
@@ -84,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "bound of the wait for deliveries after the last publish")
 	fs.StringVar(&cfg.streamPath, "stream-path", "/tokens/bench/poll", "stream to open")
 	fs.StringVar(&cfg.publishPath, "publish-path", "/tokens/bench/ping", "where to POST events")
+	fs.StringVar(&cfg.form, "form", "", "post each event as this form field (e.g. message, for /chat/post) instead of as the body")
 	fs.StringVar(&cfg.sselab, "sselab", "", "sselab binary to start (pinned to -server-cpu)")
 	fs.StringVar(&cfg.url, "url", "", "instead of -sselab: a running sselab, on loopback only")
 	fs.IntVar(&cfg.pid, "pid", 0, "with -url: the server's PID, for memory and CPU figures")

@@ -69,3 +69,21 @@ func TestSmallRun(t *testing.T) {
 		}
 	}
 }
+
+func TestSendTime(t *testing.T) {
+	for _, tt := range []struct {
+		data string
+		ns   int64
+		ok   bool
+	}{
+		{"1763712000123456789 xxxx", 1763712000123456789, true},
+		{"[12:00:00] anonymous: 1763712000123456789 xx", 1763712000123456789, true},
+		{`<li class="msg"><time>12:00:00</time> <b>anonymous</b>: <span class="text">1763712000123456789 x</span></li>`, 1763712000123456789, true},
+		{"17637120001234567890 twenty digits", 0, false},
+		{"no time", 0, false},
+	} {
+		if ns, ok := sendTime(tt.data); ns != tt.ns || ok != tt.ok {
+			t.Errorf("%q: got %d %v, want %d %v", tt.data, ns, ok, tt.ns, tt.ok)
+		}
+	}
+}
