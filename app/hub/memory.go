@@ -35,6 +35,8 @@ func NewMemory(o Options) *Memory {
 func (m *Memory) Publish(_ context.Context, channels []string, msg Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Every channel is made (or refused) before the id is given: a refusal
+	// publishes nothing, and a new channel's floor is below its first event.
 	for _, name := range channels {
 		ch, err := m.e.channel(name)
 		if err != nil {
