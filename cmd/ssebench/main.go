@@ -43,6 +43,7 @@ type config struct {
 	streamPath     string
 	publishPath    string
 	form           string // post the event as this form field, not as the body
+	redis          bool   // compare sselab in memory mode with sselab on a redis-server
 	sselab         string
 	url            string
 	pid            int
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.serverCPU, "server-cpu", 0, "CPU the servers run on (taskset); -1: not pinned")
 	fs.IntVar(&cfg.loadCPU, "load-cpu", 1, "CPU this tool runs on; -1: not pinned")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the baseline, and print ratios")
+	fs.BoolVar(&cfg.redis, "redis", false, "in place of the baseline, measure sselab in memory mode beside sselab -redis on a redis-server this tool starts (redis-server on PATH or SSELAB_REDIS_SERVER), both pinned to -server-cpu")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "rounds of baseline then sselab; the report takes each figure's median")
 	fs.BoolVar(&cfg.json, "json", false, "print JSON")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "stop everything after this long")
@@ -120,9 +122,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if cfg.redis && cfg.url != "" {
+		return errors.New("-redis starts its own servers: give -sselab, not -url")
+	}
 	var rounds [][2]result
 	for i := 0; i < cfg.rounds; i++ {
 		var pair [2]result
+		if cfg.redis {
+			var err error
+			if pair, err = redisRound(ctx, cfg); err != nil {
+				return err
+			}
+			rounds = append(rounds, pair)
+			continue
+		}
 		if cfg.baseline {
 			self, err := os.Executable()
 			if err != nil {
@@ -160,6 +173,74 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rounds = append(rounds, pair)
 	}
 	return report(stdout, cfg, rounds)
+}
+
+// redisRound measures sselab in memory mode, then sselab -redis on a
+// fresh redis-server, each a fresh process.
+func redisRound(ctx context.Context, cfg config) ([2]result, error) {
+	var pair [2]result
+	maxStreams := strconv.Itoa(cfg.n + 1000)
+	p, err := start(ctx, cfg, "sselab memory", cfg.sselab, "serve", "-max-streams", maxStreams)
+	if err != nil {
+		return pair, err
+	}
+	pair[0], err = runLoad(ctx, cfg, p.target)
+	p.stop()
+	if err != nil {
+		return pair, err
+	}
+	rs, url, err := startRedis(cfg)
+	if err != nil {
+		return pair, err
+	}
+	defer rs.stop()
+	if p, err = start(ctx, cfg, "sselab redis", cfg.sselab, "serve", "-max-streams", maxStreams, "-redis", url); err != nil {
+		return pair, err
+	}
+	pair[1], err = runLoad(ctx, cfg, p.target)
+	p.stop()
+	return pair, err
+}
+
+// startRedis runs a redis-server without persistence on a free loopback
+// port, pinned as the servers are.
+func startRedis(cfg config) (*proc, string, error) {
+	bin := os.Getenv("SSELAB_REDIS_SERVER")
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("redis-server"); err != nil {
+			return nil, "", errors.New("-redis: redis-server not found on PATH (or set SSELAB_REDIS_SERVER)")
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	argv := []string{bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"}
+	if cfg.serverCPU >= 0 {
+		if tp, err := exec.LookPath("taskset"); err == nil {
+			argv = append([]string{tp, "-c", strconv.Itoa(cfg.serverCPU)}, argv...)
+		}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	p := &proc{target: target{name: "redis-server", pid: cmd.Process.Pid}, cmd: cmd}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			return p, "redis://127.0.0.1:" + port + "/0", nil
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, "", errors.New("redis-server did not listen within 10s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval while it starts
+	}
 }
 
 // loopbackOnly refuses any target outside 127.0.0.0/8 and ::1.

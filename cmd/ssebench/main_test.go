@@ -87,3 +87,40 @@ func TestSendTime(t *testing.T) {
 		}
 	}
 }
+
+// The -redis scenario at a small scale: sselab in memory mode beside
+// sselab on a redis-server the tool starts; every event reaches every
+// stream in both. A smoke test, not a measurement.
+func TestSmallRedisRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds sselab and runs two servers and redis-server")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("SSELAB_REDIS_SERVER") == "" {
+		if os.Getenv("SSELAB_REQUIRE_ALL") == "1" {
+			t.Fatal("redis-server not found, and SSELAB_REQUIRE_ALL=1")
+		}
+		t.Skip("redis-server not found on PATH (or set SSELAB_REDIS_SERVER)")
+	}
+	bin := filepath.Join(t.TempDir(), "sselab")
+	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-sselab", bin, "-redis", "-n", "40", "-rate", "5", "-duration", "1s", "-sources", "4",
+		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct{ Memory, Redis result }
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	for _, r := range []result{rep.Memory, rep.Redis} {
+		if r.Connected != 40 || r.Published != 5 || r.Delivered != 200 || r.Errors != 0 {
+			t.Errorf("%s: %+v, want 40 streams each receiving 5 events", r.Name, r)
+		}
+	}
+	if rep.Redis.Name != "sselab redis" {
+		t.Errorf("the second side is %q, want sselab redis", rep.Redis.Name)
+	}
+}

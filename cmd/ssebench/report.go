@@ -14,26 +14,30 @@ import (
 // the baseline, with ratios.
 func report(w io.Writer, cfg config, rounds [][2]result) error {
 	base, sut := median(rounds, 0), median(rounds, 1)
+	left, right, compare := "baseline", "sselab", cfg.baseline
+	if cfg.redis {
+		left, right, compare = "memory", "redis", true
+	}
 	if cfg.json {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{
 			"date": time.Now().UTC().Format(time.RFC3339), "cpus": runtime.NumCPU(),
 			"streams": cfg.n, "rate": cfg.rate, "duration": cfg.duration.String(), "payload": cfg.payload,
-			"rounds": cfg.rounds, "baseline": base, "sselab": sut,
+			"rounds": cfg.rounds, left: base, right: sut,
 		})
 	}
 	fmt.Fprintf(w, "ssebench %s, %d CPUs, N=%d streams, %g broadcasts/s for %v, %d-byte payload, %d round(s)\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), cfg.n, cfg.rate, cfg.duration, cfg.payload, cfg.rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tbaseline\tsselab\tratio\t")
+	fmt.Fprintf(tw, "\t%s\t%s\tratio\t\n", left, right)
 	row := func(name string, b, s float64, format string) {
 		ratio := "-"
-		if b > 0 && cfg.baseline {
+		if b > 0 && compare {
 			ratio = fmt.Sprintf("%.2f", s/b)
 		}
 		bs := "-"
-		if cfg.baseline {
+		if compare {
 			bs = fmt.Sprintf(format, b)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, bs, fmt.Sprintf(format, s), ratio)
