@@ -40,6 +40,7 @@ type result struct {
 	P50              time.Duration `json:"latency_p50_ns"`
 	P99              time.Duration `json:"latency_p99_ns"`
 	Max              time.Duration `json:"latency_max_ns"`
+	PublishP99       time.Duration `json:"publish_p99_ns"` // how long a POST took to be answered
 	RSSPerStreamKB   float64       `json:"rss_per_stream_kb"`
 	CPUPerDelivery   time.Duration `json:"cpu_per_delivery_ns"`
 	Errors           int64         `json:"errors"`
@@ -109,12 +110,19 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 
 	cpuBefore, _ := cpuTime(t.pid)
 	firstPublish := time.Now()
-	published, err := publishAll(ctx, cfg, t.base, &failures)
+	published, took, err := publishAll(ctx, cfg, t.base, &failures)
 	if err != nil {
 		return r, err
 	}
 	r.Published = published
 	r.Expected = int64(r.Published) * int64(r.Connected)
+	if cfg.channels > 0 { // each post reaches the streams of one channel
+		r.Expected /= int64(cfg.channels)
+	}
+	slices.Sort(took)
+	if n := len(took); n > 0 {
+		r.PublishP99 = took[min(n-1, n*99/100)]
+	}
 
 	// Drain: wait for the deliveries still on their way, within a bound.
 	deadline := time.Now().Add(cfg.drain)
@@ -156,7 +164,7 @@ func connectAll(ctx context.Context, cfg config, host string, failures *errs) []
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				l, err := connect(cctx, host, cfg.streamPath, sourceAddr(i, cfg.sources))
+				l, err := connect(cctx, host, cfg.streamOf(i), sourceAddr(i, cfg.sources))
 				if err != nil {
 					failures.add(fmt.Errorf("stream %d: %w", i, err))
 					continue
@@ -173,34 +181,54 @@ func connectAll(ctx context.Context, cfg config, host string, failures *errs) []
 	return slices.DeleteFunc(listeners, func(l *listener) bool { return l == nil })
 }
 
-// publishAll publishes open loop, at a fixed rate however slow the server
-// is, and returns how many publishes succeeded.
-func publishAll(ctx context.Context, cfg config, base string, failures *errs) (int, error) {
-	pub := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+// publishAll publishes at a fixed rate: at each tick one post, or with
+// -channels K one post to each of the K channels, sent by 64 posting
+// goroutines (a post's time is its own, not its wait for one). It returns
+// how many posts succeeded and how long each took.
+func publishAll(ctx context.Context, cfg config, base string, failures *errs) (int, []time.Duration, error) {
+	const posters = 64
+	pub := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: posters, DisableCompression: true}}
 	total := int(cfg.rate * cfg.duration.Seconds())
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
 	defer tick.Stop()
+	jobs := make(chan string, posters)
 	var posts sync.WaitGroup
 	var published atomic.Int64
-	for i := 0; i < total; i++ {
-		select {
-		case <-ctx.Done():
-			posts.Wait()
-			return int(published.Load()), ctx.Err()
-		case <-tick.C:
-		}
+	var mu sync.Mutex
+	var took []time.Duration
+	for range posters {
 		posts.Add(1)
 		go func() {
 			defer posts.Done()
-			if err := publish(ctx, pub, base+cfg.publishPath, cfg.payload, cfg.form); err != nil {
-				failures.add(err)
-				return
+			for path := range jobs {
+				start := time.Now()
+				if err := publish(ctx, pub, base+path, cfg.payload, cfg.form); err != nil {
+					failures.add(err)
+					continue
+				}
+				mu.Lock()
+				took = append(took, time.Since(start))
+				mu.Unlock()
+				published.Add(1)
 			}
-			published.Add(1)
 		}()
 	}
+	var err error
+loop:
+	for i := 0; i < total; i++ {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break loop
+		case <-tick.C:
+		}
+		for _, path := range cfg.publishPaths() {
+			jobs <- path
+		}
+	}
+	close(jobs)
 	posts.Wait()
-	return int(published.Load()), nil
+	return int(published.Load()), took, err
 }
 
 // percentiles of every latency the listeners recorded.

@@ -44,6 +44,7 @@ type config struct {
 	publishPath    string
 	form           string // post the event as this form field, not as the body
 	redis          bool   // compare sselab in memory mode with sselab on a redis-server
+	channels       int    // spread streams over this many token channels; 0: one
 	sselab         string
 	url            string
 	pid            int
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.pid, "pid", 0, "with -url: the server's PID, for memory and CPU figures")
 	fs.IntVar(&cfg.serverCPU, "server-cpu", 0, "CPU the servers run on (taskset); -1: not pinned")
 	fs.IntVar(&cfg.loadCPU, "load-cpu", 1, "CPU this tool runs on; -1: not pinned")
+	fs.IntVar(&cfg.channels, "channels", 0, "spread the streams over K token channels bench-0..bench-K-1 (stream i on channel i mod K) and post each broadcast to every channel; needs -baseline=false or -redis")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the baseline, and print ratios")
 	fs.BoolVar(&cfg.redis, "redis", false, "in place of the baseline, measure sselab in memory mode beside sselab -redis on a redis-server this tool starts (redis-server on PATH or SSELAB_REDIS_SERVER), both pinned to -server-cpu")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "rounds of baseline then sselab; the report takes each figure's median")
@@ -121,6 +123,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := loopbackOnly(ctx, cfg.url); err != nil {
 			return err
 		}
+	}
+	if cfg.channels > 0 && cfg.baseline && !cfg.redis {
+		return errors.New("-channels: the baseline serves one channel; give -baseline=false or -redis")
 	}
 	if cfg.redis && cfg.url != "" {
 		return errors.New("-redis starts its own servers: give -sselab, not -url")
@@ -173,6 +178,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rounds = append(rounds, pair)
 	}
 	return report(stdout, cfg, rounds)
+}
+
+// streamOf is the stream path of stream i.
+func (c config) streamOf(i int) string {
+	if c.channels > 0 {
+		return "/tokens/bench-" + strconv.Itoa(i%c.channels) + "/poll"
+	}
+	return c.streamPath
+}
+
+// publishPaths are where each broadcast is posted.
+func (c config) publishPaths() []string {
+	if c.channels == 0 {
+		return []string{c.publishPath}
+	}
+	paths := make([]string, c.channels)
+	for i := range paths {
+		paths[i] = "/tokens/bench-" + strconv.Itoa(i) + "/ping"
+	}
+	return paths
 }
 
 // redisRound measures sselab in memory mode, then sselab -redis on a

@@ -124,3 +124,31 @@ func TestSmallRedisRun(t *testing.T) {
 		t.Errorf("the second side is %q, want sselab redis", rep.Redis.Name)
 	}
 }
+
+// -channels at a small scale: 40 streams over 4 channels, each broadcast
+// posted to every channel, every event delivered, publish latency measured.
+func TestSmallChannelsRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds sselab and runs a server")
+	}
+	bin := filepath.Join(t.TempDir(), "sselab")
+	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-sselab", bin, "-baseline=false", "-channels", "4", "-n", "40", "-rate", "5", "-duration", "1s",
+		"-sources", "4", "-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct{ Sselab result }
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if r := rep.Sselab; r.Connected != 40 || r.Published != 20 || r.Delivered != 200 || r.Errors != 0 || r.PublishP99 <= 0 {
+		t.Errorf("%+v, want 40 streams over 4 channels, 20 posts, each reaching its 10 streams", r)
+	}
+	if err := run(t.Context(), []string{"-sselab", bin, "-channels", "4"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Error("-channels with the baseline: want a refusal")
+	}
+}
