@@ -100,7 +100,7 @@ func TestIdleChannelsForgotten(t *testing.T) {
 		defer s.Close()
 		before := b.e.total.Load()
 		time.Sleep(2 * time.Minute)
-		publish(t, b, "new", "x") // any use of the engine sweeps when due
+		publish(t, b, "new", "x") // any use of the hub sweeps when due
 		if b.e.lookup("idle") != nil {
 			t.Error("the idle channel is still held after twice its TTL")
 		}

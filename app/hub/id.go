@@ -33,3 +33,11 @@ func ParseID(id string) (ID, bool) {
 
 // String is the id as the memory broker writes it: a decimal number.
 func (a ID) String() string { return strconv.FormatUint(a.Hi, 10) }
+
+// Earlier reports whether wire id a was given before wire id b; what is
+// not an id counts as the earliest.
+func Earlier(a, b string) bool {
+	ka, _ := ParseID(a)
+	kb, _ := ParseID(b)
+	return ka.Less(kb)
+}

@@ -54,13 +54,13 @@ type channel struct {
 	start, head uint64
 	size        uint64 // the history bound in events
 	state       bool   // holds one value; the behind skip to it (Options.State)
-	bytes       int64  // what the log costs now, charged to the engine's total
+	bytes       int64  // what the log costs now, charged to the Local's total
 	// floor: an event whose key is below it may have been lost to this
 	// log (taken by a bound, or sent before the channel existed here). A
 	// client that resumes from below the floor gets a gap event.
 	floor ID
 	// active is when the channel was last published to or left; with no
-	// subscribers, a channel idle for the engine's IdleTTL is forgotten.
+	// subscribers, a channel idle for IdleTTL is forgotten.
 	active time.Time
 	dead   bool // forgotten: whoever finds it must look again
 	// subs changes in place under the write lock: O(1) to add and to
@@ -88,8 +88,6 @@ func (ch *channel) remove(s *Subscription, i int) {
 	ch.subs[last] = member{}
 	ch.subs = ch.subs[:last]
 }
-
-func (ch *channel) oldest() uint64 { return ch.start }
 
 func (ch *channel) at(pos uint64) *entry { return &ch.ring[pos%uint64(len(ch.ring))] }
 
@@ -225,7 +223,7 @@ func NewLocal(o Options, floor func() ID) *Local {
 }
 
 // channel returns the named channel, making it if it does not exist, or
-// ErrFull when the engine holds MaxChannels already. It comes locked.
+// ErrFull when MaxChannels are held already. It comes locked.
 func (e *Local) channel(name string) (*channel, error) {
 	for {
 		e.mu.Lock()
@@ -516,13 +514,7 @@ func clip(s string, n int) string {
 	return strconv.Quote(s[:n]) + "…"
 }
 
-// idLess orders two ids on the wire.
-func idLess(a, b string) bool {
-	ka, _ := ParseID(a)
-	kb, _ := ParseID(b)
-	return ka.Less(kb)
-}
-
+// Subscribers lists this process's subscribers of any of the channels.
 func (e *Local) Subscribers(channels ...string) []Subscriber {
 	seen := map[*Subscription]bool{}
 	var out []Subscriber
@@ -558,8 +550,8 @@ func compareIDs(a, b string) int {
 	return 0
 }
 
-// count is the number of subscriptions of any of the channels, without
-// building the list.
+// Count is the number of this process's subscriptions of any of the
+// channels, without building the list.
 func (e *Local) Count(channels ...string) int {
 	if len(channels) == 1 {
 		ch := e.lookup(channels[0])
@@ -585,6 +577,7 @@ func (e *Local) Count(channels ...string) int {
 	return len(seen)
 }
 
+// Close ends every subscription.
 func (e *Local) Close() {
 	e.mu.Lock()
 	e.closed = true

@@ -117,12 +117,6 @@ func data(evs []sse.Event) string {
 	return fmt.Sprint(out)
 }
 
-func idLess(a, b string) bool {
-	ka, _ := hub.ParseID(a)
-	kb, _ := hub.ParseID(b)
-	return ka.Less(kb)
-}
-
 func publishSubscribe(t *testing.T, k Kind) {
 	b := k.New(t, hub.Options{})
 	a, other := channel(t, "a"), channel(t, "b")
@@ -131,7 +125,7 @@ func publishSubscribe(t *testing.T, k Kind) {
 	publish(t, b, a, hub.Message{Data: "one"})
 	publish(t, b, a, hub.Message{Data: "two\nlines"})
 	evs := Until(t, s, 2, 5*time.Second)
-	if data(evs) != "[one two\nlines]" || !idLess(evs[0].ID, evs[1].ID) {
+	if data(evs) != "[one two\nlines]" || !hub.Earlier(evs[0].ID, evs[1].ID) {
 		t.Fatalf("got %+v, want one then two lines, with increasing ids", evs)
 	}
 	publish(t, b, other, hub.Message{Data: "marker"})
@@ -244,7 +238,7 @@ func initialEvents(t *testing.T, k Kind) {
 		t.Errorf("resume from the welcome's id %q: got %v, want [first]", first[0].ID, got)
 	}
 	late := subscribe(t, b, hub.Request{Channels: []string{c}, Initial: welcome})
-	if evs := Next(t, late); len(evs) != 1 || evs[0].Type != "welcome" || !idLess(first[0].ID, evs[0].ID) {
+	if evs := Next(t, late); len(evs) != 1 || evs[0].Type != "welcome" || !hub.Earlier(first[0].ID, evs[0].ID) {
 		t.Errorf("a later welcome: got %+v, want it to carry the latest id", evs)
 	}
 }

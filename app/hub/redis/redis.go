@@ -99,7 +99,7 @@ func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
 // (see publishScript).
 func floorKey(channel string) string { return keyPrefix + "floor:" + channel }
 
-// NewRedis connects to the Redis server at url (redis://host:port/db).
+// New connects to the Redis server at url (redis://host:port/db).
 func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Broker, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
@@ -403,7 +403,7 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 			return hub.Preface{}, err
 		}
 		states[i] = st
-		if idLess(p.InitialID, st.last) {
+		if hub.Earlier(p.InitialID, st.last) {
 			p.InitialID = st.last
 		}
 	}
@@ -442,13 +442,6 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 		}
 	}
 	return p, nil
-}
-
-// idLess orders two stream ids.
-func idLess(a, b string) bool {
-	ka, _ := hub.ParseID(a)
-	kb, _ := hub.ParseID(b)
-	return ka.Less(kb)
 }
 
 // streamState is what replay needs to know of a stream.
@@ -650,7 +643,7 @@ func (r *Broker) read(rd *reader) {
 			rd.mu.Lock()
 			// Only forward: a channel followed again meanwhile may start
 			// past what this read returned.
-			if last, still := rd.last[name]; still && idLess(last, newest) {
+			if last, still := rd.last[name]; still && hub.Earlier(last, newest) {
 				rd.last[name] = newest
 			}
 			rd.mu.Unlock()
