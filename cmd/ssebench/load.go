@@ -19,11 +19,50 @@ import (
 	"sselab/app/sse"
 )
 
-// target is a server under load.
+// target is a server under load, or with others several instances of one
+// site: streams and posts are then dealt out between them in turn.
 type target struct {
-	name string
-	base string // http://127.0.0.1:port
-	pid  int    // 0: unknown, so no RSS or CPU figures
+	name   string
+	base   string // http://127.0.0.1:port
+	pid    int    // 0: unknown, so no RSS or CPU figures
+	others []target
+}
+
+func (t target) instances() []target { return append([]target{t}, t.others...) }
+
+// hosts are the host:port of each instance.
+func (t target) hosts() []string {
+	var out []string
+	for _, in := range t.instances() {
+		u, _ := neturl.Parse(in.base)
+		out = append(out, u.Host)
+	}
+	return out
+}
+
+// rss and cpu add up the instances' figures.
+func (t target) rss() (int64, error) {
+	var sum int64
+	for _, in := range t.instances() {
+		kb, err := rssKB(in.pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += kb
+	}
+	return sum, nil
+}
+
+func (t target) cpu() (time.Duration, error) {
+	var sum time.Duration
+	for _, in := range t.instances() {
+		d, err := cpuTime(in.pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
 }
 
 // result is what one run measured.
@@ -73,14 +112,10 @@ type listener struct {
 func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 	r := result{Name: t.name, Streams: cfg.n}
 	var failures errs
-	u, err := neturl.Parse(t.base)
-	if err != nil {
-		return r, err
-	}
-	rssBefore, _ := rssKB(t.pid)
+	rssBefore, _ := t.rss()
 
 	start := time.Now()
-	live := connectAll(ctx, cfg, u.Host, &failures)
+	live := connectAll(ctx, cfg, t.hosts(), &failures)
 	r.ConnectAll, r.Connected = time.Since(start), len(live)
 	defer func() {
 		for _, l := range live {
@@ -91,7 +126,7 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 	// Memory per idle stream, once the server has settled.
 	if t.pid > 0 {
 		time.Sleep(time.Second)
-		if after, err := rssKB(t.pid); err == nil && r.Connected > 0 {
+		if after, err := t.rss(); err == nil && r.Connected > 0 {
 			r.RSSPerStreamKB = float64(after-rssBefore) / float64(r.Connected)
 		}
 	}
@@ -108,9 +143,13 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 		}()
 	}
 
-	cpuBefore, _ := cpuTime(t.pid)
+	cpuBefore, _ := t.cpu()
 	firstPublish := time.Now()
-	published, took, err := publishAll(ctx, cfg, t.base, &failures)
+	var bases []string
+	for _, in := range t.instances() {
+		bases = append(bases, in.base)
+	}
+	published, took, err := publishAll(ctx, cfg, bases, &failures)
 	if err != nil {
 		return r, err
 	}
@@ -129,7 +168,7 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 	for delivered.Load() < r.Expected && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond) // polling interval of a bounded wait
 	}
-	cpuAfter, _ := cpuTime(t.pid)
+	cpuAfter, _ := t.cpu()
 	r.Delivered = delivered.Load()
 	if r.Expected > 0 {
 		r.DeliveredPct = 100 * float64(r.Delivered) / float64(r.Expected)
@@ -151,9 +190,9 @@ func runLoad(ctx context.Context, cfg config, t target) (result, error) {
 }
 
 // connectAll opens cfg.n streams from many loopback source addresses, so
-// that the ephemeral port range never limits N, and returns those that
-// opened.
-func connectAll(ctx context.Context, cfg config, host string, failures *errs) []*listener {
+// that the ephemeral port range never limits N, stream i to hosts[i mod
+// len(hosts)], and returns those that opened.
+func connectAll(ctx context.Context, cfg config, hosts []string, failures *errs) []*listener {
 	listeners := make([]*listener, cfg.n)
 	cctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
 	defer cancel()
@@ -164,7 +203,7 @@ func connectAll(ctx context.Context, cfg config, host string, failures *errs) []
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				l, err := connect(cctx, host, cfg.streamOf(i), sourceAddr(i, cfg.sources))
+				l, err := connect(cctx, hosts[i%len(hosts)], cfg.streamOf(i), sourceAddr(i, cfg.sources), "")
 				if err != nil {
 					failures.add(fmt.Errorf("stream %d: %w", i, err))
 					continue
@@ -183,9 +222,10 @@ func connectAll(ctx context.Context, cfg config, host string, failures *errs) []
 
 // publishAll publishes at a fixed rate: at each tick one post, or with
 // -channels K one post to each of the K channels, sent by 64 posting
-// goroutines (a post's time is its own, not its wait for one). It returns
-// how many posts succeeded and how long each took.
-func publishAll(ctx context.Context, cfg config, base string, failures *errs) (int, []time.Duration, error) {
+// goroutines (a post's time is its own, not its wait for one), post k to
+// bases[k mod len(bases)]. It returns how many posts succeeded and how long
+// each took.
+func publishAll(ctx context.Context, cfg config, bases []string, failures *errs) (int, []time.Duration, error) {
 	const posters = 64
 	pub := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: posters, DisableCompression: true}}
 	total := int(cfg.rate * cfg.duration.Seconds())
@@ -200,9 +240,9 @@ func publishAll(ctx context.Context, cfg config, base string, failures *errs) (i
 		posts.Add(1)
 		go func() {
 			defer posts.Done()
-			for path := range jobs {
+			for url := range jobs {
 				start := time.Now()
-				if err := publish(ctx, pub, base+path, cfg.payload, cfg.form); err != nil {
+				if err := publish(ctx, pub, url, cfg.payload, cfg.form); err != nil {
 					failures.add(err)
 					continue
 				}
@@ -222,8 +262,8 @@ loop:
 			break loop
 		case <-tick.C:
 		}
-		for _, path := range cfg.publishPaths() {
-			jobs <- path
+		for j, path := range cfg.publishPaths() {
+			jobs <- bases[(i+j)%len(bases)] + path
 		}
 	}
 	close(jobs)
@@ -250,8 +290,9 @@ func sourceAddr(i, sources int) *net.TCPAddr {
 	return &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%sources))}
 }
 
-// connect opens one stream and reads its response headers.
-func connect(ctx context.Context, host, path string, local *net.TCPAddr) (*listener, error) {
+// connect opens one stream, with Last-Event-ID when lastID is given, and
+// reads its response headers.
+func connect(ctx context.Context, host, path string, local *net.TCPAddr, lastID string) (*listener, error) {
 	d := net.Dialer{LocalAddr: local}
 	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
@@ -260,7 +301,11 @@ func connect(ctx context.Context, host, path string, local *net.TCPAddr) (*liste
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path, host)
+	resume := ""
+	if lastID != "" {
+		resume = "Last-Event-ID: " + lastID + "\r\n"
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n%s\r\n", path, host, resume)
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

@@ -45,6 +45,8 @@ type config struct {
 	form           string // post the event as this form field, not as the body
 	redis          bool   // compare sselab in memory mode with sselab on a redis-server
 	channels       int    // spread streams over this many token channels; 0: one
+	restart        bool   // the restart scenario: streams move from instance A to B
+	instances      int    // with -redis: sselab instances on the one redis-server
 	sselab         string
 	url            string
 	pid            int
@@ -96,6 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.channels, "channels", 0, "spread the streams over K token channels bench-0..bench-K-1 (stream i on channel i mod K) and post each broadcast to every channel; needs -baseline=false or -redis")
 	fs.BoolVar(&cfg.baseline, "baseline", true, "also measure the baseline, and print ratios")
 	fs.BoolVar(&cfg.redis, "redis", false, "in place of the baseline, measure sselab in memory mode beside sselab -redis on a redis-server this tool starts (redis-server on PATH or SSELAB_REDIS_SERVER), both pinned to -server-cpu")
+	fs.IntVar(&cfg.instances, "instances", 1, "with -redis: run this many sselab instances on the one redis-server, streams and posts dealt out between them in turn")
+	fs.BoolVar(&cfg.restart, "restart", false, "the restart scenario: N streams on sselab A, posts to sselab B (both -redis on a redis-server this tool starts), SIGTERM to A a third of the way through; every client reconnects to B with its Last-Event-ID, after A's parting retry and, in a second run, after the same 3s for all; reports the time until all are back, the reconnect peak, events lost and duplicated")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "rounds of baseline then sselab; the report takes each figure's median")
 	fs.BoolVar(&cfg.json, "json", false, "print JSON")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "stop everything after this long")
@@ -104,6 +108,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.n < 1 || cfg.rate <= 0 || cfg.duration <= 0 || cfg.sources < 1 || cfg.sources > 254 || cfg.rounds < 1 {
 		return errors.New("-n, -rate, -duration and -rounds must be positive; -sources 1..254")
+	}
+	if cfg.instances < 1 || cfg.instances > 1 && !cfg.redis {
+		return errors.New("-instances: at least 1, and more than 1 only with -redis")
 	}
 	if (cfg.sselab == "") == (cfg.url == "") {
 		return errors.New("give -sselab BINARY (started and measured here) or -url of a running sselab")
@@ -127,8 +134,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if cfg.channels > 0 && cfg.baseline && !cfg.redis {
 		return errors.New("-channels: the baseline serves one channel; give -baseline=false or -redis")
 	}
-	if cfg.redis && cfg.url != "" {
-		return errors.New("-redis starts its own servers: give -sselab, not -url")
+	if (cfg.redis || cfg.restart) && cfg.url != "" {
+		return errors.New("-redis and -restart start their own servers: give -sselab, not -url")
+	}
+	if cfg.restart {
+		return runRestart(ctx, cfg, stdout)
 	}
 	var rounds [][2]result
 	for i := 0; i < cfg.rounds; i++ {
@@ -219,11 +229,19 @@ func redisRound(ctx context.Context, cfg config) ([2]result, error) {
 		return pair, err
 	}
 	defer rs.stop()
-	if p, err = start(ctx, cfg, "sselab redis", cfg.sselab, "serve", "-max-streams", maxStreams, "-redis", url); err != nil {
-		return pair, err
+	var site target
+	for i := range cfg.instances {
+		if p, err = start(ctx, cfg, "sselab redis", cfg.sselab, "serve", "-max-streams", maxStreams, "-redis", url); err != nil {
+			return pair, err
+		}
+		defer p.stop()
+		if i == 0 {
+			site = p.target
+		} else {
+			site.others = append(site.others, p.target)
+		}
 	}
-	pair[1], err = runLoad(ctx, cfg, p.target)
-	p.stop()
+	pair[1], err = runLoad(ctx, cfg, site)
 	return pair, err
 }
 

@@ -95,12 +95,7 @@ func TestSmallRedisRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sselab and runs two servers and redis-server")
 	}
-	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("SSELAB_REDIS_SERVER") == "" {
-		if os.Getenv("SSELAB_REQUIRE_ALL") == "1" {
-			t.Fatal("redis-server not found, and SSELAB_REQUIRE_ALL=1")
-		}
-		t.Skip("redis-server not found on PATH (or set SSELAB_REDIS_SERVER)")
-	}
+	needRedis(t)
 	bin := filepath.Join(t.TempDir(), "sselab")
 	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -150,5 +145,87 @@ func TestSmallChannelsRun(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"-sselab", bin, "-channels", "4"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 		t.Error("-channels with the baseline: want a refusal")
+	}
+}
+
+// needRedis skips without redis-server, and fails under SSELAB_REQUIRE_ALL.
+func needRedis(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("SSELAB_REDIS_SERVER") == "" {
+		if os.Getenv("SSELAB_REQUIRE_ALL") == "1" {
+			t.Fatal("redis-server not found, and SSELAB_REQUIRE_ALL=1")
+		}
+		t.Skip("redis-server not found on PATH (or set SSELAB_REDIS_SERVER)")
+	}
+}
+
+// Two instances on one redis-server at a small scale: streams and posts
+// are dealt out between them, and every event reaches every stream, on
+// whichever instance it was posted. A smoke test, not a measurement.
+func TestSmallTwoInstancesRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds sselab and runs three servers and redis-server")
+	}
+	needRedis(t)
+	bin := filepath.Join(t.TempDir(), "sselab")
+	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-sselab", bin, "-redis", "-instances", "2", "-n", "40", "-rate", "5", "-duration", "1s", "-sources", "4",
+		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Instances int
+		Redis     result
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if r := rep.Redis; rep.Instances != 2 || r.Connected != 40 || r.Published != 5 || r.Delivered != 200 || r.Errors != 0 {
+		t.Errorf("%d instances, %+v: want 2, and 40 streams each receiving 5 events", rep.Instances, r)
+	}
+	if err := run(t.Context(), []string{"-sselab", bin, "-instances", "2"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Error("-instances 2 without -redis: want a refusal")
+	}
+}
+
+// The restart scenario at a small scale: 30 streams move from instance A
+// to B when A stops, with A's spread retry and with the same delay for
+// all; every client comes back with every event once. A smoke test, not a
+// measurement.
+func TestSmallRestartRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds sselab and runs two servers and redis-server, twice")
+	}
+	needRedis(t)
+	bin := filepath.Join(t.TempDir(), "sselab")
+	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-sselab", bin, "-restart", "-n", "30", "-rate", "10", "-duration", "3s", "-sources", "4",
+		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Rounds []map[string]restartResult
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("%d rounds in %s, want 1", len(rep.Rounds), out.String())
+	}
+	for name, r := range rep.Rounds[0] {
+		if r.Back != 30 || r.Published != 30 || r.Lost != 0 || r.Duplicated != 0 || r.Errors != 0 || r.AllBack <= 0 {
+			t.Errorf("%s: %+v, want 30 clients back with all 30 events once", name, r)
+		}
+	}
+	if with := rep.Rounds[0]["spread"]; with.Parted != 30 {
+		t.Errorf("spread: %d clients told a retry by A, want 30", with.Parted)
 	}
 }

@@ -24,8 +24,11 @@ func report(w io.Writer, cfg config, rounds [][2]result) error {
 		return enc.Encode(map[string]any{
 			"date": time.Now().UTC().Format(time.RFC3339), "cpus": runtime.NumCPU(),
 			"streams": cfg.n, "rate": cfg.rate, "duration": cfg.duration.String(), "payload": cfg.payload,
-			"rounds": cfg.rounds, left: base, right: sut,
+			"rounds": cfg.rounds, "instances": cfg.instances, left: base, right: sut,
 		})
+	}
+	if cfg.instances > 1 {
+		right = fmt.Sprintf("redis, %d instances", cfg.instances)
 	}
 	fmt.Fprintf(w, "ssebench %s, %d CPUs, N=%d streams, %g broadcasts/s for %v, %d-byte payload, %d round(s)\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), cfg.n, cfg.rate, cfg.duration, cfg.payload, cfg.rounds)

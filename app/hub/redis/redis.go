@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"math"
@@ -25,20 +24,27 @@ import (
 	"sselab/app/hub"
 )
 
-// Redis is the broker for several instances: every channel is a Redis
-// Stream. Publish is one script that XADDs, which gives the event its id,
-// trims the stream to the history bound, keeps its floor (see
-// publishScript), and sets its keys to expire after IdleTTL; a channel
-// with local subscribers has its expiry renewed by the heartbeat, so only
-// channels that nobody listens to and nobody publishes to expire. Each
-// process runs Readers XREAD loops, each one blocking XREAD over its share
-// of the channels that have local subscribers, however many, and appends
-// what it reads to a hub.Local, so fan-out stays in process: an instance
-// holds at most MaxConns connections whatever its channels. Replay after Last-Event-ID reads the stream with XRANGE, so it
+// Broker is the hub's broker for several instances: every channel is a
+// Redis Stream. Publish is one script that XADDs, which gives the event its
+// id, trims the stream to the history bound, keeps its floor (see
+// publishScript), sets its keys to expire after IdleTTL, and PUBLISHes the
+// event with its id on the channel's Pub/Sub channel; a channel with local
+// subscribers has its expiry renewed by the heartbeat, so only channels
+// that nobody listens to and nobody publishes to expire.
+//
+// Each process holds one Pub/Sub connection, subscribed to the channels
+// that have local subscribers, however many, and appends what arrives to a
+// hub.Local, so fan-out stays in process. Pub/Sub delivers only while
+// connected: whenever a subscription is confirmed (a new channel, or all of
+// them again after a reconnect) the loop reads the stream from the last id
+// it has, so nothing published meanwhile is missed, and ids skip what came
+// twice. An instance holds at most MaxConns connections whatever its
+// channels: the Pub/Sub one and a pool for publishing, counting and
+// replaying. Replay after Last-Event-ID reads the stream with XRANGE, so it
 // works whichever instance the client reconnects to.
 //
 // When Redis goes away, Publish and Subscribe return hub.ErrUnavailable, open
-// streams stay open (their keepalives go on), the loops retry with
+// streams stay open (their keepalives go on), the loop retries with
 // back-off, and go-redis reconnects by itself.
 type Broker struct {
 	rdb      *redis.Client
@@ -52,14 +58,24 @@ type Broker struct {
 
 	// The store's memory bound: used is Redis's used_memory when last
 	// read, since what this instance has published since.
-	memMu     sync.Mutex
-	memAt     time.Time
-	memUsed   int64
-	memSince  int64
+	memMu    sync.Mutex
+	memAt    time.Time
+	memUsed  int64
+	memSince int64
+	// subMu orders changes to what the Pub/Sub connection subscribes
+	// to; mu guards the maps.
+	subMu     sync.Mutex
+	ps        *redis.PubSub
 	mu        sync.Mutex
 	followers map[string]*follower
-	readers   [Readers]*reader
 	presence  map[string]presence // subscription id -> its presence record
+	leaving   [][2]string         // presence key and id of ended subscriptions, to remove
+	left      chan struct{}       // wakes forget
+	flushed   chan struct{}       // closed once leaving, as it is now, is removed
+
+	instMu    sync.Mutex
+	instAt    time.Time
+	instances []string // the live instances when last read
 }
 
 var (
@@ -67,33 +83,31 @@ var (
 	_ hub.SecretSharer = (*Broker)(nil)
 )
 
-// follower counts the local subscriptions of a channel this process reads.
-type follower struct{ refs int }
-
-// Readers is how many XREAD loops an instance runs: each follows its share
-// of the channels with local listeners, any number of them, in one
-// blocking XREAD over all their streams. MaxConns bounds the connections
-// an instance holds: the readers' plus the pool that publishes, counts and
-// replays.
-const (
-	Readers  = 4
-	MaxConns = 16
-)
-
-// reader is one XREAD loop and the channels it follows.
-type reader struct {
-	mu   sync.Mutex
-	last map[string]string // followed channel -> the last id read
-	wake string            // a stream whose entries make the loop look again
+// follower is a channel this process reads: how many local subscriptions
+// share it, and the last event appended to the local log.
+type follower struct {
+	refs int
+	last string
+	key  hub.ID
 }
+
+// MaxConns bounds the Redis connections an instance holds, whatever the
+// number of its channels: one Pub/Sub connection that follows them all, and
+// a pool of MaxConns-1 that publishes, counts and replays.
+const MaxConns = 16
 
 const (
 	keyPrefix   = "sselab:"
 	presenceTTL = 30 * time.Second
-	blockFor    = 2 * time.Second
+	// idleCheck: a Pub/Sub connection silent this long is pinged; one
+	// that stays silent another idleCheck is made again.
+	idleCheck = 10 * time.Second
 )
 
 func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
+
+// eventsChannel is the Pub/Sub channel that carries a stream's new events.
+func eventsChannel(channel string) string { return keyPrefix + "ev:" + channel }
 
 // floorKey holds the id below which a stream's events may have been lost
 // (see publishScript).
@@ -110,31 +124,33 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 	// broker's, at debug level: the broker itself reports what matters (a
 	// publish that fails, a channel loop that retries).
 	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log}) })
-	// The readers hold a connection each while they block; the rest of the
-	// pool publishes, counts and replays.
-	opt.PoolSize = MaxConns
+	// The Pub/Sub connection is outside the pool.
+	opt.PoolSize = MaxConns - 1
+	id := make([]byte, 8)
+	rand.Read(id)
+	instance := hex.EncodeToString(id)
+	opt.ClientName = "sselab-" + instance // in CLIENT LIST, every connection says whose it is
 	rdb := redis.NewClient(opt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("redis at %s: %w", opt.Addr, err)
 	}
-	id := make([]byte, 8)
-	rand.Read(id)
 	bctx, cancel := context.WithCancel(context.Background())
 	local := hub.NewLocal(o, nil)
 	r := &Broker{
 		rdb: rdb, e: local, opts: local.Options(), log: log, ctx: bctx, cancel: cancel,
-		instance:  hex.EncodeToString(id),
+		instance:  instance,
 		followers: map[string]*follower{},
 		presence:  map[string]presence{},
+		left:      make(chan struct{}, 1),
 	}
-	for i := range r.readers {
-		r.readers[i] = &reader{last: map[string]string{}, wake: fmt.Sprintf("%swake:%s:%d", keyPrefix, r.instance, i)}
-		r.wg.Add(1)
-		go r.read(r.readers[i])
-	}
-	r.wg.Add(1)
+	// Subscribed from the start to a channel of its own, so that the
+	// connection is in Pub/Sub mode and answers pings as such.
+	r.ps = rdb.Subscribe(ctx, r.selfChannel())
+	r.wg.Add(3)
+	go r.listen()
 	go r.heartbeat()
+	go r.forget()
 	return r, nil
 }
 
@@ -149,9 +165,10 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 
 func unavailable(err error) error { return fmt.Errorf("%w: %v", hub.ErrUnavailable, err) }
 
-// publishScript adds one event to each of n streams: KEYS are stream and
-// floor key pairs, ARGV the expiry in ms, n, each stream's history bound,
-// then the event's fields. It returns the ids.
+// publishScript adds one event to each of n streams and publishes it:
+// KEYS are stream and floor key pairs, ARGV the expiry in ms, n, each
+// stream's history bound, each stream's Pub/Sub channel, then the event's
+// fields. It returns the ids.
 //
 // A stream's floor key holds the id below which events may have been lost
 // to it: its birth (the first event since it was last made, or when a
@@ -160,6 +177,9 @@ func unavailable(err error) error { return fmt.Errorf("%w: %v", hub.ErrUnavailab
 // XDEL, not trimming), so the script trims: when the stream is a sixteenth
 // past its bound, it reads the ids it will remove, trims exactly, and
 // raises the floor to the last of them.
+//
+// What is published is the id, a newline, then each field as its length,
+// a colon and its bytes (see decodeEvent): exact for any bytes.
 var publishScript = redis.NewScript(`
 local function less(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
@@ -168,8 +188,12 @@ local function less(a, b)
   return ams < bms or (ams == bms and aseq < bseq)
 end
 local ttl, n = ARGV[1], tonumber(ARGV[2])
-local fields = {}
-for i = n + 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+local fields, framed = {}, {}
+for i = 2*n + 3, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+  framed[#framed + 1] = #ARGV[i] .. ':' .. ARGV[i]
+end
+framed = table.concat(framed)
 local ids = {}
 for i = 1, n do
   local stream, floor, bound = KEYS[2*i-1], KEYS[2*i], tonumber(ARGV[2+i])
@@ -186,10 +210,35 @@ for i = 1, n do
   end
   redis.call('PEXPIRE', stream, ttl)
   redis.call('PEXPIRE', floor, ttl)
+  redis.call('PUBLISH', ARGV[2+n+i], id .. '\n' .. framed)
   ids[i] = id
 end
 return ids
 `)
+
+// decodeEvent reads what publishScript publishes: the id and the fields.
+func decodeEvent(payload string) (id string, m hub.Message, ok bool) {
+	id, rest, ok := strings.Cut(payload, "\n")
+	if !ok {
+		return "", m, false
+	}
+	v := map[string]any{}
+	var key string
+	for n := 0; rest != ""; n++ {
+		size, after, found := strings.Cut(rest, ":")
+		l, err := strconv.Atoi(size)
+		if !found || err != nil || l < 0 || l > len(after) {
+			return "", m, false
+		}
+		if n%2 == 0 {
+			key = after[:l]
+		} else {
+			v[key] = after[:l]
+		}
+		rest = after[l:]
+	}
+	return id, toMessage(v), true
+}
 
 // Publish adds m to each channel's stream, or returns hub.ErrFull while Redis
 // holds more than StoreBytes.
@@ -203,10 +252,14 @@ func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 		return err
 	}
 	keys := make([]string, 0, 2*len(channels))
-	args := []any{r.opts.IdleTTL.Milliseconds(), len(channels)}
+	args := make([]any, 0, 2+2*len(channels)+len(fields))
+	args = append(args, r.opts.IdleTTL.Milliseconds(), len(channels))
 	for _, name := range channels {
 		keys = append(keys, streamKey(name), floorKey(name))
 		args = append(args, r.maxLen(name))
+	}
+	for _, name := range channels {
+		args = append(args, eventsChannel(name))
 	}
 	if err := publishScript.Run(ctx, r.rdb, keys, append(args, fields...)...).Err(); err != nil {
 		return unavailable(err)
@@ -312,13 +365,14 @@ func (r *Broker) Subscribe(ctx context.Context, req hub.Request) (*hub.Subscript
 		release()
 		return nil, err
 	}
-	p, err := r.replay(ctx, req, s.Props())
+	rec, gone := r.present(s.ID(), req)
+	p, err := r.replay(ctx, req, s.Props(), rec)
 	if err != nil {
 		s.Close()
+		gone()
 		release()
 		return nil, err
 	}
-	gone := r.present(ctx, s.ID(), req)
 	p.Close = func() { gone(); release() }
 	s.Begin(p)
 	return s, nil
@@ -342,48 +396,91 @@ func (r *Broker) followAll(channels []string) (release func(), err error) {
 	}, nil
 }
 
-// present records a local subscription where every instance sees it, and
-// returns what removes the record.
-func (r *Broker) present(ctx context.Context, id string, req hub.Request) (gone func()) {
-	rec, _ := json.Marshal(hub.Subscriber{ID: r.instance + "-" + id, Channels: req.Channels, Props: req.Props})
-	p := presence{channels: slices.Clone(req.Channels), record: string(rec)}
+// present records a local subscription here; the replay's round trip
+// records it where every instance sees it (see presence.write). gone
+// removes both.
+func (r *Broker) present(id string, req hub.Request) (rec presence, gone func()) {
+	sub := hub.Subscriber{ID: r.instance + "-" + id, Channels: slices.Clone(req.Channels), Props: req.Props}
+	record, _ := json.Marshal(sub)
+	p := presence{id: id, channels: sub.Channels, record: string(record), sub: sub}
 	r.mu.Lock()
 	r.presence[id] = p
 	r.mu.Unlock()
-	if _, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for _, ch := range p.channels {
-			pl.HSet(ctx, r.presenceKey(ch), id, p.record)
-			pl.Expire(ctx, r.presenceKey(ch), presenceTTL)
-		}
-		return nil
-	}); err != nil {
-		r.log.Warn("redis: recording a subscriber", "err", err)
-	}
-	return func() {
+	return p, func() {
 		r.mu.Lock()
 		delete(r.presence, id)
+		for _, ch := range p.channels {
+			r.leaving = append(r.leaving, [2]string{r.presenceKey(ch), id})
+		}
+		if r.flushed == nil {
+			r.flushed = make(chan struct{})
+		}
+		done := r.flushed
 		r.mu.Unlock()
-		ctx := context.WithoutCancel(ctx)
-		if _, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-			for _, ch := range p.channels {
-				pl.HDel(ctx, r.presenceKey(ch), id)
+		select {
+		case r.left <- struct{}{}:
+		default: // a flush is due already
+		}
+		select {
+		case <-done:
+		case <-r.ctx.Done(): // Close removes what is left
+		}
+	}
+}
+
+// forget removes the records of subscriptions that ended, all those that
+// ended meanwhile in one round trip: each end waits for its removal, as
+// before, but a thousand ends at once (an instance stopping, rule 8) take
+// a few round trips, not a thousand in turn.
+func (r *Broker) forget() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.left:
+		}
+		r.mu.Lock()
+		gone, done := r.leaving, r.flushed
+		r.leaving, r.flushed = nil, nil
+		r.mu.Unlock()
+		if len(gone) == 0 {
+			continue
+		}
+		if _, err := r.rdb.Pipelined(r.ctx, func(pl redis.Pipeliner) error {
+			for _, g := range gone {
+				pl.HDel(r.ctx, g[0], g[1])
 			}
 			return nil
 		}); err != nil {
-			r.log.Debug("redis: removing a subscriber", "err", err)
+			r.log.Debug("redis: removing subscribers", "err", err)
 		}
+		close(done)
 	}
 }
 
 // presence is a local subscription as the other instances see it.
 type presence struct {
+	id       string
 	channels []string
-	record   string // a hub.Subscriber as JSON
+	record   string // sub as JSON
+	sub      hub.Subscriber
+}
+
+// write records the subscription in Redis, in pl.
+func (p presence) write(ctx context.Context, pl redis.Pipeliner, r *Broker) {
+	for _, ch := range p.channels {
+		pl.HSet(ctx, r.presenceKey(ch), p.id, p.record)
+		pl.Expire(ctx, r.presenceKey(ch), presenceTTL)
+	}
 }
 
 // replay reads what the subscriber must see before live events: what the
-// streams hold after LastID, else the Recent latest.
-func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (hub.Preface, error) {
+// streams hold after LastID, else the Recent latest. Each stream's state,
+// what follows an id that is a stream id, and the subscriber's presence
+// record go in one round trip; only an id of a publisher's own, or one
+// not given here, takes more.
+func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, rec presence) (hub.Preface, error) {
 	p := hub.Preface{Skip: make([]hub.ID, len(req.Channels)), InitialID: "0", LastID: req.LastID, Initial: req.Initial, Placed: true}
 	encode := func(i int, msgs []redis.XMessage) {
 		for _, xm := range msgs {
@@ -396,11 +493,42 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 			p.Skip[i], p.Final = k, final
 		}
 	}
-	states := make([]streamState, len(req.Channels))
-	for i, name := range req.Channels {
-		st, err := r.state(ctx, name)
-		if err != nil {
-			return hub.Preface{}, err
+	n := len(req.Channels)
+	infos, floors := make([]*redis.XInfoStreamCmd, n), make([]*redis.StringCmd, n)
+	after, recent := make([]*redis.XMessageSliceCmd, n), make([]*redis.XMessageSliceCmd, n)
+	lastKey, isKey := hub.ParseID(req.LastID)
+	from := strconv.FormatUint(lastKey.Hi, 10) + "-" + strconv.FormatUint(lastKey.Lo, 10)
+	_, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		// A stream not made yet is born now: a client told this id and
+		// resuming from it has missed nothing that comes later. It is the
+		// last id of the millisecond before, so that no XADD from now on,
+		// even in this millisecond, can get an id at or below it.
+		born := strconv.FormatInt(time.Now().UnixMilli()-1, 10) + "-" + strconv.FormatUint(math.MaxUint64, 10)
+		for i, name := range req.Channels {
+			pl.SetNX(ctx, floorKey(name), born, r.opts.IdleTTL)
+			infos[i] = pl.XInfoStream(ctx, streamKey(name))
+			floors[i] = pl.Get(ctx, floorKey(name))
+			switch {
+			case isKey:
+				after[i] = pl.XRangeN(ctx, streamKey(name), "("+from, "+", int64(r.opts.History))
+			case req.LastID == "" && req.Recent > 0:
+				recent[i] = pl.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent))
+			}
+		}
+		rec.write(ctx, pl, r)
+		return nil
+	})
+	if err != nil && !onlyMissing(err) {
+		return hub.Preface{}, unavailable(err)
+	}
+	states := make([]streamState, n)
+	for i := range req.Channels {
+		st := streamState{exists: infos[i].Err() == nil, last: floors[i].Val()}
+		if k, ok := hub.ParseID(st.last); ok {
+			st.floor = k
+		}
+		if st.exists {
+			st.last = infos[i].Val().LastGeneratedID
 		}
 		states[i] = st
 		if hub.Earlier(p.InitialID, st.last) {
@@ -408,9 +536,17 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 		}
 	}
 	if req.LastID != "" {
-		last, k, placed, err := r.place(ctx, req.Channels, req.LastID, states)
-		if err != nil {
-			return hub.Preface{}, err
+		newest := hub.ID{}
+		for _, st := range states {
+			if l, _ := hub.ParseID(st.last); newest.Less(l) {
+				newest = l
+			}
+		}
+		last, k, placed := from, lastKey, isKey && !newest.Less(lastKey)
+		if !placed { // a publisher's own id, or not one given here
+			if last, k, placed, err = r.place(ctx, req.Channels, req.LastID); err != nil {
+				return hub.Preface{}, err
+			}
 		}
 		if placed {
 			for i, name := range req.Channels {
@@ -418,7 +554,12 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 				if k.Less(states[i].floor) {
 					p.Gap = true
 				}
-				msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.opts.History)).Result()
+				var msgs []redis.XMessage
+				if after[i] != nil && last == from {
+					msgs, err = after[i].Result()
+				} else {
+					msgs, err = r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.opts.History)).Result()
+				}
 				if err != nil {
 					return hub.Preface{}, unavailable(err)
 				}
@@ -433,7 +574,12 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 	}
 	if req.Recent > 0 {
 		for i, name := range req.Channels {
-			msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
+			var msgs []redis.XMessage
+			if recent[i] != nil {
+				msgs, err = recent[i].Result()
+			} else {
+				msgs, err = r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
+			}
 			if err != nil {
 				return hub.Preface{}, unavailable(err)
 			}
@@ -444,6 +590,12 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props) (
 	return p, nil
 }
 
+// onlyMissing reports whether a pipeline's error is only what a stream not
+// made yet gives: XINFO's "no such key", or GET's nil.
+func onlyMissing(err error) bool {
+	return errors.Is(err, redis.Nil) || strings.Contains(err.Error(), "no such key")
+}
+
 // streamState is what replay needs to know of a stream.
 type streamState struct {
 	exists bool   // the stream has events
@@ -451,49 +603,11 @@ type streamState struct {
 	floor  hub.ID // ids below it may have been lost: trimmed, or before the stream was born
 }
 
-func (r *Broker) state(ctx context.Context, channel string) (streamState, error) {
-	var info *redis.XInfoStreamCmd
-	var floor *redis.StringCmd
-	_, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		// A stream not made yet is born now: a client told this id and
-		// resuming from it has missed nothing that comes later. It is the
-		// last id of the millisecond before, so that no XADD from now on,
-		// even in this millisecond, can get an id at or below it.
-		now := strconv.FormatInt(time.Now().UnixMilli()-1, 10) + "-" + strconv.FormatUint(math.MaxUint64, 10)
-		pl.SetNX(ctx, floorKey(channel), now, r.opts.IdleTTL)
-		info = pl.XInfoStream(ctx, streamKey(channel))
-		floor = pl.Get(ctx, floorKey(channel))
-		return nil
-	})
-	missing := info.Err() != nil && strings.Contains(info.Err().Error(), "no such key")
-	if err != nil && !missing {
-		return streamState{}, unavailable(err)
-	}
-	st := streamState{exists: !missing, last: floor.Val()}
-	if k, ok := hub.ParseID(floor.Val()); ok {
-		st.floor = k
-	}
-	if missing {
-		return st, nil
-	}
-	st.last = info.Val().LastGeneratedID
-	return st, nil
-}
-
-// place finds where a client's id stands in the streams: a stream id, a
-// publisher's own id (Message.ID) found by a scan of the bounded history,
-// or, ids being ordered, any id up to the newest given. It returns the
-// stream id to read after, and its key.
-func (r *Broker) place(ctx context.Context, channels []string, id string, states []streamState) (string, hub.ID, bool, error) {
-	newest := hub.ID{}
-	for _, st := range states {
-		if l, _ := hub.ParseID(st.last); newest.Less(l) {
-			newest = l
-		}
-	}
-	if k, ok := hub.ParseID(id); ok && !newest.Less(k) {
-		return strconv.FormatUint(k.Hi, 10) + "-" + strconv.FormatUint(k.Lo, 10), k, true, nil
-	}
+// place finds a publisher's own id (Message.ID) by a scan of the bounded
+// history; stream ids (any id up to the newest given, ids being ordered)
+// replay places without it. It returns the stream id to read after, and
+// its key.
+func (r *Broker) place(ctx context.Context, channels []string, id string) (string, hub.ID, bool, error) {
 	for _, name := range channels {
 		msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(r.opts.History)).Result()
 		if err != nil {
@@ -509,10 +623,14 @@ func (r *Broker) place(ctx context.Context, channels []string, id string, states
 	return "", hub.ID{}, false, nil // malformed, or from the future: not an id given here
 }
 
-// follow makes sure this process reads the channel: one of the readers
-// adds it to its XREAD, from the stream's newest entry now (a subscriber's
-// replay reads the stream itself, so nothing before is needed).
+// follow makes sure this process reads the channel: the Pub/Sub
+// connection subscribes to it, and the listen loop, once the subscription
+// is confirmed, reads the stream after its newest entry now, then goes on
+// from Pub/Sub (a subscriber's replay reads the stream itself, so nothing
+// before is needed).
 func (r *Broker) follow(name string) error {
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
 	r.mu.Lock()
 	if f := r.followers[name]; f != nil {
 		f.refs++
@@ -520,133 +638,164 @@ func (r *Broker) follow(name string) error {
 		return nil
 	}
 	r.mu.Unlock()
+	if r.ctx.Err() != nil {
+		return hub.ErrClosed
+	}
 	top, err := r.rdb.XRevRangeN(r.ctx, streamKey(name), "+", "-", 1).Result()
 	if err != nil {
 		return unavailable(err)
 	}
-	from := "0-0"
+	f := &follower{refs: 1, last: "0-0"}
 	if len(top) > 0 {
-		from = top[0].ID
+		f.last = top[0].ID
+		f.key, _ = hub.ParseID(f.last)
 	}
 	r.mu.Lock()
-	if f := r.followers[name]; f != nil { // another subscription got here first
-		f.refs++
-		r.mu.Unlock()
-		return nil
-	}
-	if r.ctx.Err() != nil {
-		r.mu.Unlock()
-		return hub.ErrClosed
-	}
-	r.followers[name] = &follower{refs: 1}
-	rd := r.readerOf(name)
-	rd.mu.Lock()
-	rd.last[name] = from
-	rd.mu.Unlock()
+	r.followers[name] = f
 	r.mu.Unlock()
-	// Wake the reader from its blocking XREAD, so that it reads the new
-	// stream at once rather than after blockFor.
-	if _, err := r.rdb.Pipelined(r.ctx, func(pl redis.Pipeliner) error {
-		pl.XAdd(r.ctx, &redis.XAddArgs{Stream: rd.wake, MaxLen: 8, Values: []any{"follow", name}})
-		pl.Expire(r.ctx, rd.wake, time.Minute)
-		return nil
-	}); err != nil {
-		r.log.Debug("redis: waking a reader", "err", err)
+	// An error here is the connection's: go-redis subscribes again when
+	// it reconnects, and the confirmation reads what was missed.
+	if err := r.ps.Subscribe(r.ctx, eventsChannel(name)); err != nil {
+		r.log.Debug("redis: subscribing", "channel", name, "err", err)
 	}
 	return nil
 }
 
 func (r *Broker) unfollow(name string) {
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	f := r.followers[name]
-	if f == nil {
-		return
+	gone := f != nil && f.refs == 1
+	if f != nil {
+		f.refs--
 	}
-	if f.refs--; f.refs == 0 {
+	if gone {
 		delete(r.followers, name)
-		rd := r.readerOf(name)
-		rd.mu.Lock()
-		delete(rd.last, name)
-		rd.mu.Unlock()
 	}
-}
-
-func (r *Broker) readerOf(channel string) *reader {
-	h := fnv.New32a()
-	h.Write([]byte(channel))
-	return r.readers[h.Sum32()%Readers]
+	r.mu.Unlock()
+	if gone && r.ctx.Err() == nil {
+		if err := r.ps.Unsubscribe(r.ctx, eventsChannel(name)); err != nil {
+			r.log.Debug("redis: unsubscribing", "channel", name, "err", err)
+		}
+	}
 }
 
 // followed lists the channels this process reads.
 func (r *Broker) followed() []string {
-	var out []string
-	for _, rd := range r.readers {
-		rd.mu.Lock()
-		for name := range rd.last {
-			out = append(out, name)
-		}
-		rd.mu.Unlock()
-	}
-	slices.Sort(out)
-	return out
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Sorted(maps.Keys(r.followers))
 }
 
-// read is one reader's loop: one blocking XREAD over every stream it
-// follows and its wake stream; it appends every new entry to the local
-// log, which wakes the local subscribers.
-func (r *Broker) read(rd *reader) {
+func (r *Broker) selfChannel() string { return keyPrefix + "instance:" + r.instance }
+
+// listen is the Pub/Sub loop: it appends each event to the local log,
+// which wakes the local subscribers, and reads a stream after each
+// confirmed subscription to it. A connection silent for idleCheck is
+// pinged; go-redis reconnects and subscribes again after an error.
+func (r *Broker) listen() {
 	defer r.wg.Done()
 	ctx := r.ctx
 	backoff := 100 * time.Millisecond
+	pinged := false
 	for ctx.Err() == nil {
-		rd.mu.Lock()
-		keys := make([]string, 0, 2*len(rd.last)+2)
-		ids := make([]string, 0, len(rd.last)+1)
-		for name, last := range rd.last {
-			keys = append(keys, streamKey(name))
-			ids = append(ids, last)
-		}
-		rd.mu.Unlock()
-		// "$": only wakes from now on; a follow made before this call is
-		// in keys already.
-		keys = append(append(keys, rd.wake), append(ids, "$")...)
-		res, err := r.rdb.XRead(ctx, &redis.XReadArgs{Streams: keys, Count: 512, Block: blockFor}).Result()
-		if errors.Is(err, redis.Nil) {
-			continue // nothing new within blockFor
-		}
+		msg, err := r.ps.ReceiveTimeout(ctx, idleCheck)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			r.log.Warn("redis: reading channels; retrying", "err", err, "in", backoff)
+			if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+				if pinged { // no answer to the ping: a new connection
+					r.log.Warn("redis: Pub/Sub connection silent; connecting again")
+					r.renew()
+				} else if err := r.ps.Ping(ctx); err != nil {
+					r.log.Debug("redis: Pub/Sub ping", "err", err)
+				}
+				pinged = !pinged
+				continue
+			}
+			r.log.Warn("redis: reading events; retrying", "err", err, "in", backoff)
 			if !sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
-		for _, st := range res {
-			name, ok := strings.CutPrefix(st.Stream, keyPrefix+"ch:")
-			if !ok || len(st.Messages) == 0 {
-				continue // the wake stream
+		backoff, pinged = 100*time.Millisecond, false
+		switch m := msg.(type) {
+		case *redis.Message:
+			name, ok := strings.CutPrefix(m.Channel, keyPrefix+"ev:")
+			if id, ev, valid := decodeEvent(m.Payload); ok && valid {
+				r.deliver(name, id, ev)
 			}
-			for _, xm := range st.Messages {
-				if k, ok := hub.ParseID(xm.ID); ok {
-					if err := r.e.Append(name, xm.ID, k, toMessage(xm.Values)); err != nil {
-						r.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
-					}
-				}
+		case *redis.Subscription:
+			if name, ok := strings.CutPrefix(m.Channel, keyPrefix+"ev:"); ok && m.Kind == "subscribe" {
+				r.catchUp(ctx, name)
 			}
-			newest := st.Messages[len(st.Messages)-1].ID
-			rd.mu.Lock()
-			// Only forward: a channel followed again meanwhile may start
-			// past what this read returned.
-			if last, still := rd.last[name]; still && hub.Earlier(last, newest) {
-				rd.last[name] = newest
-			}
-			rd.mu.Unlock()
+		}
+	}
+}
+
+// renew replaces the Pub/Sub connection with a new one subscribed to every
+// followed channel; each confirmation reads what was missed.
+func (r *Broker) renew() {
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
+	channels := []string{r.selfChannel()}
+	for _, name := range r.followed() {
+		channels = append(channels, eventsChannel(name))
+	}
+	r.ps.Close()
+	r.ps = r.rdb.Subscribe(r.ctx, channels...)
+}
+
+// deliver appends an event to the local log if the channel is followed and
+// the event is new to it.
+func (r *Broker) deliver(name, id string, m hub.Message) {
+	k, ok := hub.ParseID(id)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	f := r.followers[name]
+	if f == nil || !f.key.Less(k) {
+		r.mu.Unlock()
+		return // not followed any more, or had already
+	}
+	f.last, f.key = id, k
+	r.mu.Unlock()
+	// Only the listen loop delivers, so events reach the log in order.
+	if err := r.e.Append(name, id, k, m); err != nil {
+		r.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
+	}
+}
+
+// catchUp appends what the stream holds after the last event this process
+// has of it: what was published before the Pub/Sub subscription took
+// effect, or while the connection was down.
+func (r *Broker) catchUp(ctx context.Context, name string) {
+	for {
+		r.mu.Lock()
+		f := r.followers[name]
+		var from string
+		if f != nil {
+			from = f.last
+		}
+		r.mu.Unlock()
+		if f == nil {
+			return
+		}
+		msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+from, "+", 512).Result()
+		if err != nil {
+			r.log.Warn("redis: reading a stream after subscribing", "channel", name, "err", err)
+			return
+		}
+		for _, xm := range msgs {
+			r.deliver(name, xm.ID, toMessage(xm.Values))
+		}
+		if len(msgs) < 512 {
+			return
 		}
 	}
 }
@@ -715,8 +864,17 @@ func (r *Broker) heartbeat() {
 	}
 }
 
-// liveInstances are the instances whose heartbeat has not expired.
+// liveInstances are the instances whose heartbeat has not expired, read
+// at most once per instancesFor: counting, which every ping and visit
+// does, then takes one round trip, not two. An instance that starts is
+// counted by the others within instancesFor; one that stops has removed
+// its records already.
 func (r *Broker) liveInstances(ctx context.Context) ([]string, error) {
+	r.instMu.Lock()
+	defer r.instMu.Unlock()
+	if time.Since(r.instAt) < instancesFor {
+		return r.instances, nil
+	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	ids, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: instancesKey, Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
 	if err != nil {
@@ -725,19 +883,37 @@ func (r *Broker) liveInstances(ctx context.Context) ([]string, error) {
 	if !slices.Contains(ids, r.instance) {
 		ids = append(ids, r.instance) // before its first heartbeat lands
 	}
+	r.instances, r.instAt = ids, time.Now()
 	return ids, nil
 }
 
-// Subscribers lists the subscribers of every instance. When Redis cannot
-// be read it returns this instance's own, with the error.
+const instancesFor = time.Second
+
+// Subscribers lists the subscribers of every instance: this instance's
+// from its own records, the others' from Redis. When Redis cannot be read
+// it returns this instance's own, with the error.
 func (r *Broker) Subscribers(ctx context.Context, channels ...string) ([]hub.Subscriber, error) {
-	instances, err := r.liveInstances(ctx)
+	seen := map[string]bool{}
+	var out []hub.Subscriber
+	r.mu.Lock()
+	for _, p := range r.presence {
+		if !seen[p.sub.ID] && slices.ContainsFunc(channels, func(ch string) bool { return slices.Contains(p.channels, ch) }) {
+			seen[p.sub.ID] = true
+			out = append(out, p.sub)
+		}
+	}
+	r.mu.Unlock()
+	sorted := func() []hub.Subscriber {
+		slices.SortFunc(out, func(a, b hub.Subscriber) int { return strings.Compare(a.ID, b.ID) })
+		return out
+	}
+	others, err := r.otherInstances(ctx)
 	if err != nil {
-		return r.e.Subscribers(channels...), err
+		return sorted(), err
 	}
 	var cmds []*redis.MapStringStringCmd
 	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for _, in := range instances {
+		for _, in := range others {
 			for _, ch := range channels {
 				cmds = append(cmds, pl.HGetAll(ctx, presenceKey(in, ch)))
 			}
@@ -745,10 +921,8 @@ func (r *Broker) Subscribers(ctx context.Context, channels ...string) ([]hub.Sub
 		return nil
 	})
 	if err != nil {
-		return r.e.Subscribers(channels...), unavailable(err)
+		return sorted(), unavailable(err)
 	}
-	seen := map[string]bool{}
-	var out []hub.Subscriber
 	for _, cmd := range cmds {
 		for _, rec := range cmd.Val() {
 			var s hub.Subscriber
@@ -758,33 +932,41 @@ func (r *Broker) Subscribers(ctx context.Context, channels ...string) ([]hub.Sub
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b hub.Subscriber) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
+	return sorted(), nil
+}
+
+// otherInstances are the live instances but this one.
+func (r *Broker) otherInstances(ctx context.Context) ([]string, error) {
+	ids, err := r.liveInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == r.instance }), nil
 }
 
 // Count is how many subscribers the channels have on every instance: for
-// one channel, two round trips: the live instances, then one pipeline of
-// an HLEN per instance.
+// one channel, this instance's count and one pipeline of an HLEN per other
+// live instance (none when it is alone).
 func (r *Broker) Count(ctx context.Context, channels ...string) (int, error) {
 	if len(channels) != 1 {
 		subs, err := r.Subscribers(ctx, channels...)
 		return len(subs), err
 	}
-	instances, err := r.liveInstances(ctx)
-	if err != nil {
-		return r.e.Count(channels...), err
+	n := r.e.Count(channels...)
+	others, err := r.otherInstances(ctx)
+	if err != nil || len(others) == 0 {
+		return n, err
 	}
 	var cmds []*redis.IntCmd
 	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		for _, in := range instances {
+		for _, in := range others {
 			cmds = append(cmds, pl.HLen(ctx, presenceKey(in, channels[0])))
 		}
 		return nil
 	})
 	if err != nil {
-		return r.e.Count(channels...), unavailable(err)
+		return n, unavailable(err)
 	}
-	n := 0
 	for _, cmd := range cmds {
 		n += int(cmd.Val())
 	}
@@ -810,10 +992,15 @@ func (r *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) 
 // Close stops the loops, ends every subscription and disconnects.
 func (r *Broker) Close() error {
 	r.cancel()
+	r.subMu.Lock()
+	r.ps.Close()
+	r.subMu.Unlock()
 	r.wg.Wait()
 	r.e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	// Every record of this instance goes: those of subscriptions still
+	// open, and of those that ended and were not removed yet.
 	r.mu.Lock()
 	keys := map[string]bool{}
 	for _, p := range r.presence {
@@ -821,14 +1008,15 @@ func (r *Broker) Close() error {
 			keys[r.presenceKey(ch)] = true
 		}
 	}
+	for _, g := range r.leaving {
+		keys[g[0]] = true
+	}
+	r.leaving = nil
 	r.mu.Unlock()
 	r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		pl.ZRem(ctx, instancesKey, r.instance)
 		for k := range keys {
 			pl.Del(ctx, k)
-		}
-		for _, rd := range r.readers {
-			pl.Del(ctx, rd.wake)
 		}
 		return nil
 	})

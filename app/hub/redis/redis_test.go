@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,8 +230,8 @@ func TestRedisRecovers(t *testing.T) {
 }
 
 // A channel is followed once however many local subscriptions share it,
-// and no longer once its last subscription closes; the readers stay
-// Readers in number whatever the channels.
+// and no longer once its last subscription closes; one loop reads them
+// all.
 func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 	srv := redistest.Start(t)
 	r := newRedis(t, srv.URL, hub.Options{})
@@ -247,8 +248,8 @@ func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 		if got := fmt.Sprint(r.followed()); got != want {
 			t.Errorf("followed: got %s, want %s", got, want)
 		}
-		if n := countStacks("sselab/app/hub/redis.(*Broker).read("); n != Readers {
-			t.Errorf("%d reader loops, want %d", n, Readers)
+		if n := countStacks("sselab/app/hub/redis.(*Broker).listen("); n != 1 {
+			t.Errorf("%d listen loops, want 1", n)
 		}
 	}
 	check("[a b c]")
@@ -301,10 +302,87 @@ func TestManyChannelsFewConnections(t *testing.T) {
 			t.Errorf("listener %d: got %+v", i, got)
 		}
 	}
-	if conns := r.rdb.PoolStats().TotalConns; conns > MaxConns {
+	if conns := clients(t, r); conns == 0 || conns > MaxConns {
 		t.Errorf("%d Redis connections for %d channels, want at most %d", conns, n, MaxConns)
 	}
 	if got := len(r.followed()); got != n {
 		t.Errorf("%d channels followed, want %d", got, n)
+	}
+}
+
+// clients counts the connections the Redis server sees from the broker's
+// instance, by the name each of them gives.
+func clients(t *testing.T, r *Broker) int {
+	t.Helper()
+	list, err := r.rdb.ClientList(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(list, " name=sselab-"+r.instance+" ")
+}
+
+// Pub/Sub delivers only while connected. Events published while the
+// instance's Pub/Sub connection is down (killed by the server here) are
+// read from the stream once it is back: every one arrives, in order, once.
+func TestPubSubLossIsCaughtUp(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRedis(t, srv.URL, hub.Options{})
+	s, err := r.Subscribe(t.Context(), hub.Request{Channels: []string{"room"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	publish(t, r, "room", "before")
+	if got := readUntil(t, s, 1, 5*time.Second); got[0].Data != "before" {
+		t.Fatalf("got %+v", got)
+	}
+	if err := r.rdb.ClientKillByFilter(t.Context(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		publish(t, r, "room", strconv.Itoa(i))
+	}
+	got := readUntil(t, s, n, 15*time.Second)
+	for i, ev := range got {
+		if ev.Data != strconv.Itoa(i) {
+			t.Fatalf("event %d: got %q, want %d (all: %v)", i, ev.Data, i, got)
+		}
+	}
+	publish(t, r, "room", "after")
+	if got := readUntil(t, s, 1, 5*time.Second); got[0].Data != "after" {
+		t.Errorf("after: got %+v (a duplicate?)", got)
+	}
+}
+
+// What the publish script sends over Pub/Sub comes back exact, whatever
+// the bytes.
+func TestEventFraming(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRedis(t, srv.URL, hub.Options{})
+	ps := r.rdb.Subscribe(t.Context(), eventsChannel("odd"))
+	defer ps.Close()
+	if _, err := ps.Receive(t.Context()); err != nil { // the confirmation
+		t.Fatal(err)
+	}
+	m := hub.Message{Type: "t:1", Data: "a\nb\r\n:9:\x00\xff\u00e9" + strings.Repeat("x", 70000), ID: "12:3", Views: map[string]string{"html": "<p>1:2</p>"}}
+	if err := r.Publish(t.Context(), []string{"odd"}, m); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := ps.ReceiveMessage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, got, ok := decodeEvent(msg.Payload)
+	if _, valid := hub.ParseID(id); !ok || !valid {
+		t.Fatalf("payload not decoded: id %q ok %v", id, ok)
+	}
+	if got.Type != m.Type || got.Data != m.Data || got.ID != m.ID || got.Views["html"] != m.Views["html"] {
+		t.Errorf("decoded %+v, want %+v", got, m)
+	}
+	for _, bad := range []string{"", "1-1", "1-1\n5:ab", "1-1\nx:ab", "1-1\n-1:ab"} {
+		if _, _, ok := decodeEvent(bad); ok {
+			t.Errorf("decodeEvent(%q) accepted", bad)
+		}
 	}
 }
