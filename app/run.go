@@ -42,6 +42,7 @@ const usage = `usage:
   sselab [serve] [flags]                                   serve the site (sselab serve -h lists the flags)
   sselab client [-H host] [-P port] [-r ms] [-d] TOKEN     follow a token's stream, print its events
   sselab request [-H host] [-P port] [-j] TOKEN ACTION [DATA]   post ping, close or retry to a token
+  sselab doctor [-json] [-publish URL] [-timeout D] URL    check any SSE endpoint, through its proxies
 `
 
 // quiet treats -h as success: the usage was printed.
@@ -50,6 +51,20 @@ func quiet(err error) error {
 		return nil
 	}
 	return err
+}
+
+// ExitStatus is the process's exit status for Run's error: 0 for nil, what
+// a command asked for (doctor's 1 and 2), else 1. print says whether the
+// error has something to say.
+func ExitStatus(err error) (code int, print bool) {
+	var e cli.Exit
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.As(err, &e):
+		return e.Code, e.Err != nil
+	}
+	return 1, true
 }
 
 // Run runs one sselab command until ctx ends. main only calls this, so
@@ -66,6 +81,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return quiet(cli.Client(ctx, args, stdout, stderr))
 	case "request":
 		return quiet(cli.Request(ctx, args, stdout, stderr))
+	case "doctor":
+		return quiet(cli.Doctor(ctx, args, stdout, stderr))
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

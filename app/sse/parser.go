@@ -49,6 +49,8 @@ type Parser struct {
 	hasData   bool
 	blockRtry time.Duration
 	blockHas  bool
+	blockID   bool // the block has an id field
+	hadID     bool // the last dispatched event had one
 }
 
 // NewParser returns a parser reading from r.
@@ -58,6 +60,12 @@ func NewParser(r io.Reader) *Parser {
 
 // LastEventID is the id a reconnecting client sends as Last-Event-ID.
 func (p *Parser) LastEventID() string { return p.lastID }
+
+// HadID reports whether the event Next returned last had an id: field of
+// its own. Its ID is the last event ID either way, as the spec keeps it
+// from one event to the next; this tells an event that carries an id from
+// one that inherits it (such as a state value sent without one).
+func (p *Parser) HadID() bool { return p.hadID }
 
 // Retry is the reconnection time the server asked for, if it did.
 func (p *Parser) Retry() (time.Duration, bool) { return p.retry, p.hasRetry }
@@ -86,8 +94,9 @@ func (p *Parser) dispatch() (Event, bool) {
 	ok := p.hasData
 	if ok {
 		ev.Data = strings.TrimSuffix(p.data.String(), "\n")
+		p.hadID = p.blockID
 	}
-	p.typ, p.hasData, p.blockHas, p.blockRtry = "", false, false, 0
+	p.typ, p.hasData, p.blockHas, p.blockRtry, p.blockID = "", false, false, 0, false
 	p.data.Reset()
 	return ev, ok
 }
@@ -113,7 +122,7 @@ func (p *Parser) field(line []byte) {
 		p.hasData = true
 	case "id":
 		if bytes.IndexByte(value, 0) < 0 {
-			p.id = string(value)
+			p.id, p.blockID = string(value), true
 		}
 	case "retry":
 		if len(value) > 0 && allDigits(value) {

@@ -158,3 +158,21 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// HadID tells an event with an id: field of its own from one that
+// inherits the last event ID, including an id block with no data between.
+func TestParserHadID(t *testing.T) {
+	p := NewParser(strings.NewReader("id: 1\ndata: a\n\ndata: b\n\nid: 2\n\ndata: c\n\nid\ndata: d\n\n"))
+	for _, want := range []struct {
+		data, id string
+		had      bool
+	}{{"a", "1", true}, {"b", "1", false}, {"c", "2", false}, {"d", "", true}} {
+		ev, err := p.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Data != want.data || ev.ID != want.id || p.HadID() != want.had {
+			t.Errorf("got %q id %q HadID %v, want %q id %q HadID %v", ev.Data, ev.ID, p.HadID(), want.data, want.id, want.had)
+		}
+	}
+}

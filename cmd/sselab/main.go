@@ -13,9 +13,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	err := app.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code, print := app.ExitStatus(err)
+	if print {
 		fmt.Fprintln(os.Stderr, "sselab:", err)
-		os.Exit(1)
 	}
+	stop()
+	os.Exit(code)
 }

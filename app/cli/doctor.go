@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"sselab/app/doctor"
+)
+
+// Exit is an error that asks for a particular exit status; Err, when not
+// nil, is printed first.
+type Exit struct {
+	Code int
+	Err  error
+}
+
+func (e Exit) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e Exit) Unwrap() error { return e.Err }
+
+// Doctor checks an SSE endpoint and prints one line per check. It exits
+// 0 when no check failed, 1 when one did, 2 when the endpoint could not be
+// reached or the arguments are wrong.
+func Doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sselab doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, `print {"url": ..., "checks": [{"name": ..., "status": ..., "detail": ...}]}`)
+	publish := fs.String("publish", "", "POST events of doctor's own here (a form with the fields data and message) and time each one's arrival")
+	timeout := fs.Duration("timeout", 20*time.Second, "the whole check takes at most this long")
+	const usage = "sselab doctor [-json] [-publish URL] [-timeout DURATION] URL"
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n", usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return Exit{2, err}
+	}
+	if fs.NArg() != 1 || *timeout <= 0 {
+		fs.Usage()
+		return Exit{2, fmt.Errorf("usage: %s", usage)}
+	}
+	r, err := doctor.Run(ctx, doctor.Options{URL: fs.Arg(0), Publish: *publish, Timeout: *timeout})
+	if err != nil {
+		return Exit{2, err}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range r.Checks {
+			fmt.Fprintf(stdout, "%s %s: %s\n", c.Status, c.Name, c.Detail)
+		}
+	}
+	if r.Failed() {
+		return Exit{Code: 1}
+	}
+	return nil
+}

@@ -1,0 +1,534 @@
+// Package doctor checks an SSE endpoint, sselab's or anyone's, through
+// whatever stands between it and the client: the things that break SSE in
+// production are mostly not the server but a proxy that buffers or
+// compresses the stream, an idle timeout shorter than the keepalive, a
+// replay that repeats or skips. It is gentle: one stream, then one
+// reconnection, and with Options.Publish a few posts.
+package doctor
+
+import (
+	"compress/flate"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	neturl "net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"sselab/app/sse"
+)
+
+// Status is a check's verdict.
+type Status string
+
+const (
+	Pass Status = "pass"
+	Warn Status = "warn"
+	Fail Status = "fail"
+)
+
+// Check is one verdict: what was checked, and what was seen.
+type Check struct {
+	Name   string `json:"name"`
+	Status Status `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// Report is every check of one endpoint, in a fixed order.
+type Report struct {
+	URL    string  `json:"url"`
+	Checks []Check `json:"checks"`
+}
+
+// Failed reports whether any check failed.
+func (r Report) Failed() bool {
+	for _, c := range r.Checks {
+		if c.Status == Fail {
+			return true
+		}
+	}
+	return false
+}
+
+// Get returns the named check.
+func (r Report) Get(name string) Check {
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	return Check{Name: name}
+}
+
+// Names are the checks, in the order they are reported.
+var Names = []string{"status", "content-type", "cache-control", "content-encoding", "content-length",
+	"headers", "flush", "keepalive", "retry", "ids", "replay"}
+
+// Options say what to check and how long to take.
+type Options struct {
+	URL     string
+	Publish string        // where to POST events of doctor's own, to time them; empty: judge from the spacing of the endpoint's own
+	Timeout time.Duration // the whole run; 0: 20 s
+	Client  *http.Client  // nil: one that asks as browsers do and never decompresses by itself
+}
+
+// ErrUnreachable wraps why the endpoint could not be reached at all.
+var ErrUnreachable = errors.New("could not reach the endpoint")
+
+// Limits of the judgement.
+const (
+	// A keepalive must come at least this often, or idle proxies cut the
+	// stream (many cut at 30-60 s).
+	keepaliveBound = 30 * time.Second
+	// Posted events must arrive within this of their post.
+	flushBound = time.Second
+	// A burst: arrivals this close are one read's worth.
+	burstGap = 15 * time.Millisecond
+	// Events this soon after the headers were sent when the stream opened
+	// (initial data, replay), not produced apart: flush ignores them.
+	openingBurst = 100 * time.Millisecond
+	// A stream that ends after this much silence was cut, not finished.
+	cutSilence = 2 * time.Second
+	posts      = 5
+	postEvery  = 400 * time.Millisecond
+	enough     = 6 // events, with a keepalive seen: nothing more to learn
+)
+
+// Run checks the endpoint. It returns ErrUnreachable (wrapped) when no
+// connection could be made; everything else is a verdict in the report.
+func Run(ctx context.Context, o Options) (Report, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 20 * time.Second
+	}
+	u, err := neturl.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Report{}, fmt.Errorf("%q is not an http:// or https:// URL", o.URL)
+	}
+	if o.Publish != "" {
+		if p, err := neturl.Parse(o.Publish); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return Report{}, fmt.Errorf("-publish %q is not an http:// or https:// URL", o.Publish)
+		}
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Transport: &http.Transport{
+			Proxy:              http.ProxyFromEnvironment,
+			DialContext:        (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			ForceAttemptHTTP2:  true,
+			DisableCompression: true, // doctor asks for compression itself, to see what it gets
+		}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	start := time.Now()
+	// The stream is watched until it ends, until nothing more can be
+	// learnt, or until the replay's share of the time is all that is left.
+	replayShare := min(4*time.Second, o.Timeout/4)
+	w, err := open(ctx, o.Client, o.URL, "")
+	if err != nil {
+		return Report{}, err
+	}
+	var pub *publisher
+	if o.Publish != "" && w.status == http.StatusOK {
+		pub = newPublisher(o.Client, o.Publish)
+		go pub.run(ctx, w)
+	}
+	w.watch(ctx, start.Add(o.Timeout-replayShare), pub)
+	var again *resumed
+	if w.status == http.StatusOK && w.noBody == "" {
+		if from := w.resumePoint(); from >= 0 {
+			v := w.snapshot()
+			again = &resumed{from: from}
+			again.s, again.err = open(ctx, o.Client, o.URL, v.events[from].ev.ID)
+			if again.s != nil {
+				again.s.watchReplay(ctx, len(v.afterID(from)))
+			}
+		}
+	}
+	return Report{URL: o.URL, Checks: judge(w, pub, again)}, nil
+}
+
+// arrival is something read off the stream, and when.
+type arrival struct {
+	at  time.Duration // since the request was sent
+	ev  sse.Event
+	own bool // it had an id: field of its own, not the last event's
+}
+
+// stream is one connection to the endpoint and what came through it.
+type stream struct {
+	sent     time.Time
+	status   int
+	statusLn string
+	header   http.Header
+	length   int64
+	headers  time.Duration // when the response headers came
+	proto    string
+	noBody   string // why the body cannot be read, if it cannot
+	body     io.ReadCloser
+	cancel   context.CancelFunc
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and made anew at each arrival
+	events   []arrival
+	comments []time.Duration
+	reads    []time.Duration // every read that returned bytes
+	retry    time.Duration
+	hasRetry bool
+	ended    bool
+	endAt    time.Duration
+	endErr   error
+	watched  time.Duration
+}
+
+// open sends the request as EventSource does, with Last-Event-ID when
+// given, and reads the response headers.
+func open(ctx context.Context, c *http.Client, url, lastID string) (*stream, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cache-Control", "no-cache")
+	req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	s := &stream{sent: time.Now(), cancel: cancel, changed: make(chan struct{})}
+	resp, err := c.Do(req)
+	if err != nil {
+		cancel()
+		var op *net.OpError
+		var dns *net.DNSError
+		if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns) {
+			return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		}
+		if ctx.Err() != nil {
+			s.status, s.statusLn = 0, fmt.Sprintf("no response headers within %v", time.Since(s.sent).Round(100*time.Millisecond))
+			s.ended = true
+			return s, nil
+		}
+		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	s.headers = time.Since(s.sent)
+	s.status, s.statusLn, s.header, s.length, s.proto = resp.StatusCode, resp.Status, resp.Header, resp.ContentLength, resp.Proto
+	s.body = resp.Body
+	return s, nil
+}
+
+// reader is the body as the stream's bytes, decoded when compressed, each
+// read's time recorded.
+func (s *stream) reader() io.Reader {
+	var r io.Reader = &timedReader{s: s, r: s.body}
+	switch enc := strings.ToLower(strings.TrimSpace(s.header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			s.noBody = "the gzip body could not be read: " + err.Error()
+			return nil
+		}
+		zr.Multistream(false)
+		r = zr
+	case "deflate":
+		r = flate.NewReader(r)
+	default:
+		s.noBody = "the body is " + enc + "-encoded, which doctor does not decode"
+		return nil
+	}
+	return r
+}
+
+type timedReader struct {
+	s *stream
+	r io.Reader
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.s.mu.Lock()
+		t.s.reads = append(t.s.reads, time.Since(t.s.sent))
+		t.s.mu.Unlock()
+	}
+	return n, err
+}
+
+// read parses the stream until it ends or is cancelled.
+func (s *stream) read() {
+	defer s.body.Close()
+	r := s.reader()
+	if r == nil {
+		s.finish(nil)
+		return
+	}
+	p := sse.NewParser(r)
+	p.OnComment = func(string) {
+		s.mu.Lock()
+		s.comments = append(s.comments, time.Since(s.sent))
+		s.mu.Unlock()
+		s.notify()
+	}
+	for {
+		ev, err := p.Next()
+		if err != nil {
+			s.finish(err)
+			return
+		}
+		s.mu.Lock()
+		s.events = append(s.events, arrival{time.Since(s.sent), ev, p.HadID()})
+		s.retry, s.hasRetry = p.Retry()
+		s.mu.Unlock()
+		s.notify()
+	}
+}
+
+func (s *stream) finish(err error) {
+	s.mu.Lock()
+	s.ended, s.endAt, s.endErr = true, time.Since(s.sent), err
+	s.mu.Unlock()
+	s.notify()
+}
+
+func (s *stream) notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// view is a copy of what a stream has seen so far.
+type view struct {
+	events   []arrival
+	comments []time.Duration
+	reads    []time.Duration
+	retry    time.Duration
+	hasRetry bool
+	ended    bool
+	endAt    time.Duration
+	endErr   error
+	watched  time.Duration
+}
+
+func (s *stream) snapshot() view {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return view{append([]arrival(nil), s.events...), append([]time.Duration(nil), s.comments...),
+		append([]time.Duration(nil), s.reads...), s.retry, s.hasRetry, s.ended, s.endAt, s.endErr, s.watched}
+}
+
+// watch reads the stream until it ends, until until, or until enough is
+// known: enough events (all posted ones, with -publish) and a keepalive.
+func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
+	defer func() {
+		s.mu.Lock()
+		s.watched = time.Since(s.sent)
+		s.mu.Unlock()
+		s.cancel()
+	}()
+	if s.body == nil {
+		return
+	}
+	if s.status != http.StatusOK {
+		s.body.Close()
+		return
+	}
+	go s.read()
+	timer := time.NewTimer(time.Until(until))
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		changed := s.changed
+		ended, known := s.ended, len(s.events) >= enough && len(s.comments) > 0
+		s.mu.Unlock()
+		if ended || known && (pub == nil || pub.finished(s)) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case <-changed:
+		case <-pubDone(pub):
+		}
+	}
+}
+
+func pubDone(p *publisher) <-chan struct{} {
+	if p == nil {
+		return nil
+	}
+	return p.done
+}
+
+// watchReplay reads a resumed stream until it has want events and a short
+// while more (to see a duplicate), until it ends, or until ctx ends.
+func (s *stream) watchReplay(ctx context.Context, want int) {
+	defer s.cancel()
+	if s.body == nil || s.status != http.StatusOK {
+		if s.body != nil {
+			s.body.Close()
+		}
+		return
+	}
+	go s.read()
+	var grace <-chan time.Time
+	for {
+		s.mu.Lock()
+		changed, n, ended := s.changed, len(s.events), s.ended
+		s.mu.Unlock()
+		if ended {
+			return
+		}
+		if n > want && grace == nil {
+			return // one past what was expected: a duplicate or a newer event, either way judged
+		}
+		if n == want && grace == nil {
+			grace = time.After(300 * time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-grace:
+			return
+		case <-changed:
+		}
+	}
+}
+
+// resumePoint picks the event to resume from: one with an id, in the
+// middle of those seen, so that events came after it. -1: none.
+func (s *stream) resumePoint() int {
+	v := s.snapshot()
+	var withID []int
+	for i, a := range v.events {
+		if a.own && a.ev.ID != "" && a.ev.Type != "gap" {
+			withID = append(withID, i)
+		}
+	}
+	if len(withID) == 0 {
+		return -1
+	}
+	return withID[(len(withID)-1)/2]
+}
+
+// afterID are the events with ids of their own seen after the i-th.
+func (v view) afterID(i int) []arrival { return owned(v.events[i+1:]) }
+
+// owned are the events that carried an id of their own: the ones a replay
+// owes (state sent without an id is not replayed).
+func owned(evs []arrival) []arrival {
+	return slices.DeleteFunc(slices.Clone(evs), func(a arrival) bool { return !a.own || a.ev.ID == "" })
+}
+
+// publisher posts doctor's own events and times each one's arrival.
+type publisher struct {
+	c     *http.Client
+	url   string
+	nonce string
+	done  chan struct{}
+
+	mu     sync.Mutex
+	sentAt []time.Duration // since the stream's request, per post; -1: not accepted
+	errs   []string
+}
+
+func newPublisher(c *http.Client, url string) *publisher {
+	return &publisher{c: c, url: url, nonce: fmt.Sprintf("doctor-%x", time.Now().UnixNano()&0xffffffffff), done: make(chan struct{})}
+}
+
+// run posts the events, postEvery apart, once the stream has had a moment
+// to settle. Each is a form with the fields data and message (what
+// sselab's tokens and chat read), its text naming the post.
+func (p *publisher) run(ctx context.Context, s *stream) {
+	defer close(p.done)
+	settle := time.NewTimer(300 * time.Millisecond)
+	defer settle.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-settle.C:
+	}
+	tick := time.NewTicker(postEvery)
+	defer tick.Stop()
+	for i := range posts {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		text := p.text(i)
+		body := neturl.Values{"data": {text}, "message": {text}}.Encode()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		at := time.Since(s.sent)
+		resp, err := p.c.Do(req)
+		p.mu.Lock()
+		switch {
+		case err != nil:
+			p.sentAt = append(p.sentAt, -1)
+			p.errs = append(p.errs, err.Error())
+		case resp.StatusCode/100 != 2:
+			p.sentAt = append(p.sentAt, -1)
+			p.errs = append(p.errs, resp.Status)
+		default:
+			p.sentAt = append(p.sentAt, at)
+		}
+		p.mu.Unlock()
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+		}
+	}
+}
+
+// finished reports whether every post is done and every accepted one
+// arrived.
+func (p *publisher) finished(s *stream) bool {
+	select {
+	case <-p.done:
+	default:
+		return false
+	}
+	got := p.arrivals(s.snapshot())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, at := range p.sentAt {
+		if at >= 0 && got[i] < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// arrivals maps each post to when its event arrived; -1: not seen.
+func (p *publisher) arrivals(v view) []time.Duration {
+	out := make([]time.Duration, posts)
+	for i := range out {
+		out[i] = -1
+	}
+	for _, a := range v.events {
+		for i := range posts {
+			if out[i] < 0 && strings.Contains(a.ev.Data, p.text(i)) {
+				out[i] = a.at
+			}
+		}
+	}
+	return out
+}
+
+// text is what post i says.
+func (p *publisher) text(i int) string { return fmt.Sprintf("%s-%d.", p.nonce, i) }

@@ -1,0 +1,297 @@
+package doctor
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fault is what a test server gets wrong; the zero fault is a server that
+// does everything right.
+type fault struct {
+	gzip          bool // compresses the stream (flushing the compressor, so only the encoding is wrong)
+	buffered      bool // a 256-byte buffer that is never flushed stands between the handler and the client
+	noKeepalive   bool // no comments, and only 8 events: then an idle stream
+	contentLength bool
+	plainText     bool // Content-Type: text/plain
+	replayRepeats bool // resumes with the event of Last-Event-ID itself
+	replaySkips   bool // resumes one event too late
+	headersHeld   bool // writes nothing, headers included, until its first event 1.5 s in
+}
+
+// eventServer produces an event every 200 ms from the first connection on,
+// replays after Last-Event-ID, sends a comment every 500 ms, and takes
+// posts at /publish. Its faults are those of f.
+type eventServer struct {
+	f       fault
+	mu      sync.Mutex
+	events  []string // event k+1's data is events[k]
+	changed chan struct{}
+	started bool
+}
+
+func startEventServer(t *testing.T, f fault) *httptest.Server {
+	es := &eventServer{f: f, changed: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /events", es.stream)
+	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
+		es.add(r.FormValue("data"))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(mux)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); srv.Close() })
+	go es.produce(ctx)
+	return srv
+}
+
+func (es *eventServer) add(data string) {
+	es.mu.Lock()
+	es.events = append(es.events, data)
+	close(es.changed)
+	es.changed = make(chan struct{})
+	es.mu.Unlock()
+}
+
+func (es *eventServer) produce(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for n := 1; ; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		es.mu.Lock()
+		started := es.started
+		es.mu.Unlock()
+		if !started || es.f.noKeepalive && n > 8 {
+			continue
+		}
+		es.add("event " + strconv.Itoa(n))
+		n++
+	}
+}
+
+func (es *eventServer) stream(w http.ResponseWriter, r *http.Request) {
+	es.mu.Lock()
+	es.started = true
+	next := len(es.events) // a new connection starts live
+	es.mu.Unlock()
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		n, err := strconv.Atoi(id)
+		if err != nil {
+			http.Error(w, "bad Last-Event-ID", http.StatusBadRequest)
+			return
+		}
+		switch {
+		case es.f.replayRepeats:
+			next = n - 1
+		case es.f.replaySkips:
+			next = n + 1
+		default:
+			next = n
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	if es.f.plainText {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	h.Set("Cache-Control", "no-cache")
+	if es.f.contentLength {
+		h.Set("Content-Length", "1000000")
+	}
+	rc := http.NewResponseController(w)
+	var out io.Writer = w
+	flush := func() { rc.Flush() }
+	switch {
+	case es.f.gzip:
+		h.Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		defer zw.Close()
+		out, flush = zw, func() { zw.Flush(); rc.Flush() }
+	case es.f.buffered:
+		out, flush = &chunky{w: w, rc: rc}, func() {}
+	}
+	if es.f.headersHeld {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(1500 * time.Millisecond):
+		}
+	} else {
+		w.WriteHeader(http.StatusOK)
+		rc.Flush() // the headers go out at once, even through the buffer
+	}
+	fmt.Fprint(out, "retry: 2000\n\n")
+	flush()
+	keepalive := time.NewTicker(500 * time.Millisecond)
+	defer keepalive.Stop()
+	for {
+		es.mu.Lock()
+		evs, changed := es.events[min(max(next, 0), len(es.events)):], es.changed
+		es.mu.Unlock()
+		for _, data := range evs {
+			next++
+			fmt.Fprintf(out, "id: %d\ndata: %s\n\n", next, data)
+		}
+		if len(evs) > 0 {
+			flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-keepalive.C:
+			if !es.f.noKeepalive {
+				fmt.Fprint(out, ": keepalive\n\n")
+				flush()
+			}
+		}
+	}
+}
+
+// chunky passes on what it is given only 256 bytes at a time, as a proxy
+// that buffers does.
+type chunky struct {
+	w   io.Writer
+	rc  *http.ResponseController
+	buf []byte
+}
+
+func (c *chunky) Write(p []byte) (int, error) {
+	c.buf = append(c.buf, p...)
+	for len(c.buf) >= 256 {
+		if _, err := c.w.Write(c.buf[:256]); err != nil {
+			return 0, err
+		}
+		c.rc.Flush()
+		c.buf = c.buf[256:]
+	}
+	return len(p), nil
+}
+
+// Each faulty server fails exactly the check it should, and no other; the
+// server without a fault fails none.
+func TestFaults(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		f       fault
+		fails   string // "": none
+		publish bool
+		timeout time.Duration
+	}{
+		{name: "sound", fails: ""},
+		{name: "sound, timed posts", fails: "", publish: true},
+		{name: "gzip", f: fault{gzip: true}, fails: "content-encoding"},
+		{name: "buffered", f: fault{buffered: true}, fails: "flush"},
+		{name: "buffered, timed posts", f: fault{buffered: true}, fails: "flush", publish: true},
+		{name: "no keepalive", f: fault{noKeepalive: true}, fails: "keepalive", timeout: 40 * time.Second},
+		{name: "content length", f: fault{contentLength: true}, fails: "content-length"},
+		{name: "plain text", f: fault{plainText: true}, fails: "content-type"},
+		{name: "replay repeats", f: fault{replayRepeats: true}, fails: "replay"},
+		{name: "replay skips", f: fault{replaySkips: true}, fails: "replay"},
+		{name: "headers held", f: fault{headersHeld: true}, fails: "headers"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startEventServer(t, tt.f)
+			o := Options{URL: srv.URL + "/events", Timeout: tt.timeout}
+			if tt.publish {
+				o.Publish = srv.URL + "/publish"
+			}
+			r, err := Run(t.Context(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range r.Checks {
+				if (c.Status == Fail) != (c.Name == tt.fails) {
+					t.Errorf("%s %s: %s", c.Status, c.Name, c.Detail)
+				}
+			}
+			if len(r.Checks) != len(Names) {
+				t.Errorf("%d checks, want %d", len(r.Checks), len(Names))
+			}
+			if tt.fails == "" {
+				for _, name := range []string{"flush", "keepalive", "retry", "ids", "replay"} {
+					if c := r.Get(name); c.Status != Pass {
+						t.Errorf("%s %s: %s; want pass", c.Status, c.Name, c.Detail)
+					}
+				}
+				if tt.publish && !strings.Contains(r.Get("flush").Detail, "posted") {
+					t.Errorf("flush was not timed by the posts: %s", r.Get("flush").Detail)
+				}
+			}
+		})
+	}
+}
+
+// A stream that ends after each event, as the CherryPy time feed's does,
+// and one that answers 204: no check fails for the first for want of a
+// long stream; the second fails status and checks nothing else.
+func TestShortAndFinishedStreams(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/once", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		fmt.Fprint(w, "data: 12:00:00\n\n")
+		http.NewResponseController(w).Flush() // so no Content-Length
+	})
+	mux.HandleFunc("/done", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	r, err := Run(t.Context(), Options{URL: srv.URL + "/once", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Checks {
+		if c.Status == Fail {
+			t.Errorf("once: %s %s: %s", c.Status, c.Name, c.Detail)
+		}
+	}
+	if c := r.Get("ids"); c.Status != Warn || !strings.Contains(c.Detail, "no ids") {
+		t.Errorf("once: ids %s %s, want warn: no ids", c.Status, c.Detail)
+	}
+	if c := r.Get("replay"); c.Status != Warn || !strings.Contains(c.Detail, "no ids") {
+		t.Errorf("once: replay %s %s, want warn: no ids", c.Status, c.Detail)
+	}
+
+	r, err = Run(t.Context(), Options{URL: srv.URL + "/done", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Get("status"); c.Status != Fail || !strings.Contains(c.Detail, "204") {
+		t.Errorf("done: status %s %s, want a failure naming 204", c.Status, c.Detail)
+	}
+	for _, c := range r.Checks[1:] {
+		if c.Status != Warn || !strings.HasPrefix(c.Detail, "not checked") {
+			t.Errorf("done: %s %s: %s, want warn: not checked", c.Status, c.Name, c.Detail)
+		}
+	}
+}
+
+// Nobody listening, or no URL at all: an error, not a report.
+func TestUnreachable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	if _, err := Run(t.Context(), Options{URL: url + "/events", Timeout: 5 * time.Second}); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("closed port: got %v, want ErrUnreachable", err)
+	}
+	for _, bad := range []string{"", "localhost:8080/x", "ftp://host/x"} {
+		if _, err := Run(t.Context(), Options{URL: bad}); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}
