@@ -11,6 +11,20 @@ import (
 
 // judge turns what the streams saw into the checks, in the order of Names.
 func judge(s *stream, pub *publisher, again *resumed) []Check {
+	if s.status == 0 { // connected, and nothing came back
+		var out []Check
+		for _, name := range Names {
+			c := Check{name, Warn, "not checked: " + s.statusLn}
+			switch name {
+			case "headers":
+				c = Check{name, Fail, s.statusLn + ": something holds the whole response back, headers included (a proxy's buffering or compression waiting for the body, or a handler that writes nothing)"}
+			case "flush":
+				c = Check{name, Fail, "nothing arrived: " + s.statusLn}
+			}
+			out = append(out, c)
+		}
+		return out
+	}
 	if s.status != http.StatusOK {
 		out := []Check{checkStatus(s)}
 		for _, name := range Names[1:] {
@@ -52,8 +66,6 @@ func statusText(s *stream) string {
 func checkStatus(s *stream) Check {
 	c := Check{Name: "status"}
 	switch s.status {
-	case 0:
-		c.Status, c.Detail = Fail, s.statusLn+": the server, or something in front of it, holds the response back"
 	case http.StatusOK:
 		c.Status, c.Detail = Pass, s.statusLn+" over "+s.proto
 	case http.StatusNoContent:
@@ -181,11 +193,11 @@ func checkFlush(s *stream, v view, pub *publisher) Check {
 	switch {
 	case bursts == 1 && len(apart) >= 3:
 		return Check{"flush", Fail, note + fmt.Sprintf("%d events arrived within %v of each other, %v after the headers: events are produced apart, so something between holds them back (a proxy's buffering, compression, a writer that is not flushed)",
-			len(apart), (apart[len(apart)-1] - apart[0]).Round(time.Millisecond), first.Round(100*time.Millisecond))}
+			len(apart), (apart[len(apart)-1]-apart[0]).Round(time.Millisecond), first.Round(100*time.Millisecond))}
 	case 2*bursts <= len(apart) && largest >= 3:
 		return Check{"flush", Fail, note + fmt.Sprintf("%d events arrived in %d bursts, the largest of %d events at once: something between holds them back until a buffer fills (a proxy's buffering, compression)", len(apart), bursts, largest)}
 	}
-	return Check{"flush", Pass, note + fmt.Sprintf("%d events arrived apart over %v (median spacing %v)", len(apart), (apart[len(apart)-1] - apart[0]).Round(time.Millisecond), medianGap(apart).Round(time.Millisecond))}
+	return Check{"flush", Pass, note + fmt.Sprintf("%d events arrived apart over %v (median spacing %v)", len(apart), (apart[len(apart)-1]-apart[0]).Round(time.Millisecond), medianGap(apart).Round(time.Millisecond))}
 }
 
 // spread says how close together arrivals were.
