@@ -176,8 +176,8 @@ func TestProxyLab(t *testing.T) {
 			fails: []string{"headers"},
 		},
 		{
-			name: "nginx honouring X-Accel-Buffering, gzip for pages only", proxy: "nginx", keepalive: "2s",
-			conf: `      proxy_buffering on;
+			name: "nginx as the README recommends", proxy: "nginx", keepalive: "2s",
+			conf: `      proxy_read_timeout 1h;
       gzip on;`,
 		},
 		{

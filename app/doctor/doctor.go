@@ -129,23 +129,24 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	// The stream is watched until it ends, until nothing more can be
 	// learnt, or until the replay's share of the time is all that is left.
 	replayShare := min(4*time.Second, o.Timeout/4)
-	w, err := open(ctx, o.Client, o.URL, "")
-	if err != nil {
-		return Report{}, err
-	}
+	w := newStream()
 	var pub *publisher
-	if o.Publish != "" && w.status == http.StatusOK {
+	if o.Publish != "" {
+		// Posting starts once the headers came, or after a while without
+		// them: some servers send no headers until their first event.
 		pub = newPublisher(o.Client, o.Publish)
 		go pub.run(ctx, w)
+	}
+	if err := w.open(ctx, o.Client, o.URL, ""); err != nil {
+		return Report{}, err
 	}
 	w.watch(ctx, start.Add(o.Timeout-replayShare), pub)
 	var again *resumed
 	if w.status == http.StatusOK && w.noBody == "" {
 		if from := w.resumePoint(); from >= 0 {
 			v := w.snapshot()
-			again = &resumed{from: from}
-			again.s, again.err = open(ctx, o.Client, o.URL, v.events[from].ev.ID)
-			if again.s != nil {
+			again = &resumed{from: from, s: newStream()}
+			if again.err = again.s.open(ctx, o.Client, o.URL, v.events[from].ev.ID); again.err == nil {
 				again.s.watchReplay(ctx, len(v.afterID(from)))
 			}
 		}
@@ -163,6 +164,7 @@ type arrival struct {
 // stream is one connection to the endpoint and what came through it.
 type stream struct {
 	sent     time.Time
+	opened   chan struct{} // closed once open returns
 	status   int
 	statusLn string
 	header   http.Header
@@ -184,16 +186,22 @@ type stream struct {
 	endAt    time.Duration
 	endErr   error
 	watched  time.Duration
+	stopped  bool // doctor stopped watching: what ends the read then is doctor
+}
+
+func newStream() *stream {
+	return &stream{sent: time.Now(), opened: make(chan struct{}), changed: make(chan struct{}), cancel: func() {}}
 }
 
 // open sends the request as EventSource does, with Last-Event-ID when
 // given, and reads the response headers.
-func open(ctx context.Context, c *http.Client, url, lastID string) (*stream, error) {
+func (s *stream) open(ctx context.Context, c *http.Client, url, lastID string) error {
+	defer close(s.opened)
 	sctx, cancel := context.WithCancel(ctx)
 	req, err := http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
 	if err != nil {
 		cancel()
-		return nil, err
+		return err
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
@@ -201,26 +209,26 @@ func open(ctx context.Context, c *http.Client, url, lastID string) (*stream, err
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	s := &stream{sent: time.Now(), cancel: cancel, changed: make(chan struct{})}
+	s.sent, s.cancel = time.Now(), cancel
 	resp, err := c.Do(req)
 	if err != nil {
 		cancel()
 		var op *net.OpError
 		var dns *net.DNSError
 		if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns) {
-			return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+			return fmt.Errorf("%w: %v", ErrUnreachable, err)
 		}
 		if ctx.Err() != nil {
 			s.status, s.statusLn = 0, fmt.Sprintf("no response headers within %v", time.Since(s.sent).Round(100*time.Millisecond))
 			s.ended = true
-			return s, nil
+			return nil
 		}
-		return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
 	s.headers = time.Since(s.sent)
 	s.status, s.statusLn, s.header, s.length, s.proto = resp.StatusCode, resp.Status, resp.Header, resp.ContentLength, resp.Proto
 	s.body = resp.Body
-	return s, nil
+	return nil
 }
 
 // reader is the body as the stream's bytes, decoded when compressed, each
@@ -292,7 +300,9 @@ func (s *stream) read() {
 
 func (s *stream) finish(err error) {
 	s.mu.Lock()
-	s.ended, s.endAt, s.endErr = true, time.Since(s.sent), err
+	if !s.stopped {
+		s.ended, s.endAt, s.endErr = true, time.Since(s.sent), err
+	}
 	s.mu.Unlock()
 	s.notify()
 }
@@ -329,7 +339,7 @@ func (s *stream) snapshot() view {
 func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
 	defer func() {
 		s.mu.Lock()
-		s.watched = time.Since(s.sent)
+		s.watched, s.stopped = time.Since(s.sent), true
 		s.mu.Unlock()
 		s.cancel()
 	}()
@@ -445,17 +455,28 @@ func newPublisher(c *http.Client, url string) *publisher {
 	return &publisher{c: c, url: url, nonce: fmt.Sprintf("doctor-%x", time.Now().UnixNano()&0xffffffffff), done: make(chan struct{})}
 }
 
-// run posts the events, postEvery apart, once the stream has had a moment
-// to settle. Each is a form with the fields data and message (what
-// sselab's tokens and chat read), its text naming the post.
+// run posts the events, postEvery apart, once the stream's headers came
+// and it had a moment to settle, or after 1.5 s without headers. Each is
+// a form with the fields data and message (what sselab's tokens and chat
+// read), its text naming the post.
 func (p *publisher) run(ctx context.Context, s *stream) {
 	defer close(p.done)
-	settle := time.NewTimer(300 * time.Millisecond)
-	defer settle.Stop()
+	wait := time.NewTimer(1500 * time.Millisecond)
+	defer wait.Stop()
 	select {
 	case <-ctx.Done():
 		return
-	case <-settle.C:
+	case <-wait.C:
+	case <-s.opened:
+		if s.status != http.StatusOK {
+			return // nothing to time
+		}
+		wait.Reset(300 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+		}
 	}
 	tick := time.NewTicker(postEvery)
 	defer tick.Stop()
