@@ -131,16 +131,22 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	replayShare := min(4*time.Second, o.Timeout/4)
 	w := newStream()
 	var pub *publisher
+	stopPosting := func() {}
 	if o.Publish != "" {
 		// Posting starts once the headers came, or after a while without
 		// them: some servers send no headers until their first event.
 		pub = newPublisher(o.Client, o.Publish)
-		go pub.run(ctx, w)
+		pctx, stop := context.WithCancel(ctx)
+		go pub.run(pctx, w)
+		// Posts not made by the end of the watch are not made at all.
+		stopPosting = func() { stop(); <-pub.done }
+		defer stopPosting()
 	}
 	if err := w.open(ctx, o.Client, o.URL, ""); err != nil {
 		return Report{}, err
 	}
 	w.watch(ctx, start.Add(o.Timeout-replayShare), pub)
+	stopPosting()
 	var again *resumed
 	if w.status == http.StatusOK && w.noBody == "" {
 		if from := w.resumePoint(); from >= 0 {
@@ -209,7 +215,7 @@ func (s *stream) open(ctx context.Context, c *http.Client, url, lastID string) e
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	s.sent, s.cancel = time.Now(), cancel
+	s.cancel = cancel // s.sent is the stream's making, just before
 	resp, err := c.Do(req)
 	if err != nil {
 		cancel()

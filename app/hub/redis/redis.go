@@ -86,9 +86,10 @@ var (
 // follower is a channel this process reads: how many local subscriptions
 // share it, and the last event appended to the local log.
 type follower struct {
-	refs int
-	last string
-	key  hub.ID
+	refs  int        // guarded by Broker.mu
+	order sync.Mutex // guards last and key, and orders appends
+	last  string
+	key   hub.ID
 }
 
 // MaxConns bounds the Redis connections an instance holds, whatever the
@@ -168,7 +169,8 @@ func unavailable(err error) error { return fmt.Errorf("%w: %v", hub.ErrUnavailab
 // publishScript adds one event to each of n streams and publishes it:
 // KEYS are stream and floor key pairs, ARGV the expiry in ms, n, each
 // stream's history bound, each stream's Pub/Sub channel, then the event's
-// fields. It returns the ids.
+// fields. It returns each stream's new id and the id of the entry before
+// it (” for none).
 //
 // A stream's floor key holds the id below which events may have been lost
 // to it: its birth (the first event since it was last made, or when a
@@ -197,7 +199,9 @@ framed = table.concat(framed)
 local ids = {}
 for i = 1, n do
   local stream, floor, bound = KEYS[2*i-1], KEYS[2*i], tonumber(ARGV[2+i])
-  local fresh = redis.call('EXISTS', stream) == 0
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local fresh = #top == 0 and redis.call('EXISTS', stream) == 0
+  local prev = top[1] and top[1][1] or ''
   local id = redis.call('XADD', stream, '*', unpack(fields))
   if fresh then redis.call('SET', floor, id, 'NX') end
   local len = redis.call('XLEN', stream)
@@ -211,7 +215,7 @@ for i = 1, n do
   redis.call('PEXPIRE', stream, ttl)
   redis.call('PEXPIRE', floor, ttl)
   redis.call('PUBLISH', ARGV[2+n+i], id .. '\n' .. framed)
-  ids[i] = id
+  ids[2*i-1], ids[2*i] = id, prev
 end
 return ids
 `)
@@ -261,10 +265,34 @@ func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 	for _, name := range channels {
 		args = append(args, eventsChannel(name))
 	}
-	if err := publishScript.Run(ctx, r.rdb, keys, append(args, fields...)...).Err(); err != nil {
+	res, err := publishScript.Run(ctx, r.rdb, keys, append(args, fields...)...).StringSlice()
+	if err != nil {
 		return unavailable(err)
 	}
+	// Where this instance follows a channel and has its previous event,
+	// the new one is appended here at once: its Pub/Sub copy, one hop
+	// later, then finds it had already. Otherwise an earlier event is still
+	// on its way, and Pub/Sub brings both in order.
+	var local hub.Message
+	for i, name := range channels {
+		if 2*i+1 >= len(res) {
+			break
+		}
+		if i == 0 {
+			local = toMessage(fieldMap(fields))
+		}
+		r.appendNext(name, res[2*i], local, res[2*i+1], true)
+	}
 	return nil
+}
+
+// fieldMap is encodeMessage's fields as XRANGE gives them.
+func fieldMap(fields []any) map[string]any {
+	m := make(map[string]any, len(fields)/2)
+	for i := 0; i+1 < len(fields); i += 2 {
+		m[fields[i].(string)] = fields[i+1]
+	}
+	return m
 }
 
 func (r *Broker) maxLen(channel string) int {
@@ -421,12 +449,22 @@ func (r *Broker) present(id string, req hub.Request) (rec presence, gone func())
 		case r.left <- struct{}{}:
 		default: // a flush is due already
 		}
+		// Waits for the removal, so that a count right after sees it, but
+		// not for long: a stream's end, and its parting retry when the
+		// server stops (rule 8), never waits on a busy Redis.
+		t := time.NewTimer(leaveWait)
+		defer t.Stop()
 		select {
 		case <-done:
+		case <-t.C:
 		case <-r.ctx.Done(): // Close removes what is left
 		}
 	}
 }
+
+// leaveWait bounds how long an ending subscription waits for its record's
+// removal.
+const leaveWait = 100 * time.Millisecond
 
 // forget removes the records of subscriptions that ended, all those that
 // ended meanwhile in one round trip: each end waits for its removal, as
@@ -752,20 +790,29 @@ func (r *Broker) renew() {
 
 // deliver appends an event to the local log if the channel is followed and
 // the event is new to it.
-func (r *Broker) deliver(name, id string, m hub.Message) {
+func (r *Broker) deliver(name, id string, m hub.Message) { r.appendNext(name, id, m, "", false) }
+
+// appendNext appends an event to the local log if the channel is followed
+// and the event is new to it; with after, only if the last event appended
+// is after (nothing between them is still on its way). Appends to a
+// channel are in the order of ids, one at a time.
+func (r *Broker) appendNext(name, id string, m hub.Message, after string, onlyAfter bool) {
 	k, ok := hub.ParseID(id)
 	if !ok {
 		return
 	}
 	r.mu.Lock()
 	f := r.followers[name]
-	if f == nil || !f.key.Less(k) {
-		r.mu.Unlock()
-		return // not followed any more, or had already
+	r.mu.Unlock()
+	if f == nil {
+		return // not followed here
+	}
+	f.order.Lock()
+	defer f.order.Unlock()
+	if !f.key.Less(k) || onlyAfter && f.last != after {
+		return // had already, or an earlier event comes first, through Pub/Sub
 	}
 	f.last, f.key = id, k
-	r.mu.Unlock()
-	// Only the listen loop delivers, so events reach the log in order.
 	if err := r.e.Append(name, id, k, m); err != nil {
 		r.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
 	}
@@ -778,14 +825,13 @@ func (r *Broker) catchUp(ctx context.Context, name string) {
 	for {
 		r.mu.Lock()
 		f := r.followers[name]
-		var from string
-		if f != nil {
-			from = f.last
-		}
 		r.mu.Unlock()
 		if f == nil {
 			return
 		}
+		f.order.Lock()
+		from := f.last
+		f.order.Unlock()
 		msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+from, "+", 512).Result()
 		if err != nil {
 			r.log.Warn("redis: reading a stream after subscribing", "channel", name, "err", err)

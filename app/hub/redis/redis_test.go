@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -384,5 +385,52 @@ func TestEventFraming(t *testing.T) {
 		if _, _, ok := decodeEvent(bad); ok {
 			t.Errorf("decodeEvent(%q) accepted", bad)
 		}
+	}
+}
+
+// An instance appends its own publishes at once when it has the event
+// before them, and leaves the rest to Pub/Sub: with two instances posting
+// to one channel at the same time, a subscriber still gets every event
+// once, in the order of ids.
+func TestOwnPublishesKeepOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRedis(t, srv.URL, hub.Options{})
+	b := newRedis(t, srv.URL, hub.Options{})
+	s, err := a.Subscribe(t.Context(), hub.Request{Channels: []string{"room"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 200
+	var wg sync.WaitGroup
+	for _, in := range []*Broker{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if err := in.Publish(context.Background(), []string{"room"}, hub.Message{Data: in.instance + " " + strconv.Itoa(i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	got := readUntil(t, s, 2*n, 15*time.Second) // while they post: the queue is shorter than 2n
+	wg.Wait()
+	if len(got) != 2*n {
+		t.Fatalf("got %d events, want %d", len(got), 2*n)
+	}
+	seen := map[string]bool{}
+	for i, ev := range got {
+		if seen[ev.Data] {
+			t.Fatalf("%q twice", ev.Data)
+		}
+		seen[ev.Data] = true
+		if i > 0 && !hub.Earlier(got[i-1].ID, ev.ID) {
+			t.Fatalf("event %d: id %s after %s", i, ev.ID, got[i-1].ID)
+		}
+	}
+	if n, _ := a.Count(t.Context(), "room"); n != 1 {
+		t.Errorf("count %d, want 1", n)
 	}
 }
