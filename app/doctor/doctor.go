@@ -181,18 +181,10 @@ type stream struct {
 	body     io.ReadCloser
 	cancel   context.CancelFunc
 
-	mu       sync.Mutex
-	changed  chan struct{} // closed and made anew at each arrival
-	events   []arrival
-	comments []time.Duration
-	reads    []time.Duration // every read that returned bytes
-	retry    time.Duration
-	hasRetry bool
-	ended    bool
-	endAt    time.Duration
-	endErr   error
-	watched  time.Duration
-	stopped  bool // doctor stopped watching: what ends the read then is doctor
+	mu      sync.Mutex
+	changed chan struct{} // closed and made anew at each arrival
+	seen    view          // what came so far; copies of it are judged
+	stopped bool          // doctor stopped watching: what ends the read then is doctor
 }
 
 func newStream() *stream {
@@ -226,7 +218,7 @@ func (s *stream) open(ctx context.Context, c *http.Client, url, lastID string) e
 		}
 		if ctx.Err() != nil {
 			s.status, s.statusLn = 0, fmt.Sprintf("no response headers within %v", time.Since(s.sent).Round(100*time.Millisecond))
-			s.ended = true
+			s.seen.ended = true
 			return nil
 		}
 		return fmt.Errorf("%w: %v", ErrUnreachable, err)
@@ -269,7 +261,7 @@ func (t *timedReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if n > 0 {
 		t.s.mu.Lock()
-		t.s.reads = append(t.s.reads, time.Since(t.s.sent))
+		t.s.seen.reads = append(t.s.seen.reads, time.Since(t.s.sent))
 		t.s.mu.Unlock()
 	}
 	return n, err
@@ -286,7 +278,7 @@ func (s *stream) read() {
 	p := sse.NewParser(r)
 	p.OnComment = func(string) {
 		s.mu.Lock()
-		s.comments = append(s.comments, time.Since(s.sent))
+		s.seen.comments = append(s.seen.comments, time.Since(s.sent))
 		s.mu.Unlock()
 		s.notify()
 	}
@@ -297,8 +289,8 @@ func (s *stream) read() {
 			return
 		}
 		s.mu.Lock()
-		s.events = append(s.events, arrival{time.Since(s.sent), ev, p.HadID()})
-		s.retry, s.hasRetry = p.Retry()
+		s.seen.events = append(s.seen.events, arrival{time.Since(s.sent), ev, p.HadID()})
+		s.seen.retry, s.seen.hasRetry = p.Retry()
 		s.mu.Unlock()
 		s.notify()
 	}
@@ -307,7 +299,7 @@ func (s *stream) read() {
 func (s *stream) finish(err error) {
 	s.mu.Lock()
 	if !s.stopped {
-		s.ended, s.endAt, s.endErr = true, time.Since(s.sent), err
+		s.seen.ended, s.seen.endAt, s.seen.endErr = true, time.Since(s.sent), err
 	}
 	s.mu.Unlock()
 	s.notify()
@@ -320,7 +312,7 @@ func (s *stream) notify() {
 	s.mu.Unlock()
 }
 
-// view is a copy of what a stream has seen so far.
+// view is what a stream has seen so far.
 type view struct {
 	events   []arrival
 	comments []time.Duration
@@ -336,8 +328,9 @@ type view struct {
 func (s *stream) snapshot() view {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return view{append([]arrival(nil), s.events...), append([]time.Duration(nil), s.comments...),
-		append([]time.Duration(nil), s.reads...), s.retry, s.hasRetry, s.ended, s.endAt, s.endErr, s.watched}
+	v := s.seen
+	v.events, v.comments, v.reads = slices.Clone(v.events), slices.Clone(v.comments), slices.Clone(v.reads)
+	return v
 }
 
 // watch reads the stream until it ends, until until, or until enough is
@@ -345,7 +338,7 @@ func (s *stream) snapshot() view {
 func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
 	defer func() {
 		s.mu.Lock()
-		s.watched, s.stopped = time.Since(s.sent), true
+		s.seen.watched, s.stopped = time.Since(s.sent), true
 		s.mu.Unlock()
 		s.cancel()
 	}()
@@ -362,7 +355,7 @@ func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
 	for {
 		s.mu.Lock()
 		changed := s.changed
-		ended, known := s.ended, len(s.events) >= enough && len(s.comments) > 0
+		ended, known := s.seen.ended, len(s.seen.events) >= enough && len(s.seen.comments) > 0
 		s.mu.Unlock()
 		if ended || known && (pub == nil || pub.finished(s)) {
 			return
@@ -399,7 +392,7 @@ func (s *stream) watchReplay(ctx context.Context, want int) {
 	var grace <-chan time.Time
 	for {
 		s.mu.Lock()
-		changed, n, ended := s.changed, len(s.events), s.ended
+		changed, n, ended := s.changed, len(s.seen.events), s.seen.ended
 		s.mu.Unlock()
 		if ended {
 			return

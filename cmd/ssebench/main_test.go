@@ -10,9 +10,33 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
+
+// buildDir holds what the tests build; TestMain removes it.
+var buildDir string
+
+// sselabBinary builds sselab once for every test that runs it.
+var sselabBinary = func() func(*testing.T) string {
+	var once sync.Once
+	var bin string
+	var err error
+	return func(t *testing.T) string {
+		t.Helper()
+		once.Do(func() {
+			bin = filepath.Join(buildDir, "sselab")
+			if out, berr := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); berr != nil {
+				err = fmt.Errorf("go build: %v\n%s", berr, out)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
+}()
 
 // The tool starts its baseline as `<itself> baseline-server`; under go test
 // itself is this test binary, which must then serve the baseline too.
@@ -26,7 +50,15 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "ssebench-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 func TestRefusesTargetsOutsideLoopback(t *testing.T) {
@@ -44,10 +76,7 @@ func TestSmallRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sselab and runs two servers")
 	}
-	bin := filepath.Join(t.TempDir(), "sselab")
-	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sselabBinary(t)
 	var out bytes.Buffer
 	err := run(t.Context(), []string{"-sselab", bin, "-n", "40", "-rate", "5", "-duration", "1s", "-sources", "4",
 		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
@@ -96,10 +125,7 @@ func TestSmallRedisRun(t *testing.T) {
 		t.Skip("builds sselab and runs two servers and redis-server")
 	}
 	needRedis(t)
-	bin := filepath.Join(t.TempDir(), "sselab")
-	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sselabBinary(t)
 	var out bytes.Buffer
 	err := run(t.Context(), []string{"-sselab", bin, "-redis", "-n", "40", "-rate", "5", "-duration", "1s", "-sources", "4",
 		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
@@ -126,10 +152,7 @@ func TestSmallChannelsRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sselab and runs a server")
 	}
-	bin := filepath.Join(t.TempDir(), "sselab")
-	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sselabBinary(t)
 	var out bytes.Buffer
 	err := run(t.Context(), []string{"-sselab", bin, "-baseline=false", "-channels", "4", "-n", "40", "-rate", "5", "-duration", "1s",
 		"-sources", "4", "-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
@@ -167,10 +190,7 @@ func TestSmallTwoInstancesRun(t *testing.T) {
 		t.Skip("builds sselab and runs three servers and redis-server")
 	}
 	needRedis(t)
-	bin := filepath.Join(t.TempDir(), "sselab")
-	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sselabBinary(t)
 	var out bytes.Buffer
 	err := run(t.Context(), []string{"-sselab", bin, "-redis", "-instances", "2", "-n", "40", "-rate", "5", "-duration", "1s", "-sources", "4",
 		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
@@ -201,10 +221,7 @@ func TestSmallRestartRun(t *testing.T) {
 		t.Skip("builds sselab and runs two servers and redis-server, twice")
 	}
 	needRedis(t)
-	bin := filepath.Join(t.TempDir(), "sselab")
-	if out, err := exec.Command("go", "build", "-o", bin, "sselab/cmd/sselab").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sselabBinary(t)
 	var out bytes.Buffer
 	err := run(t.Context(), []string{"-sselab", bin, "-restart", "-n", "30", "-rate", "10", "-duration", "3s", "-sources", "4",
 		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
