@@ -82,6 +82,7 @@ type result struct {
 	PublishP99       time.Duration `json:"publish_p99_ns"` // how long a POST took to be answered
 	RSSPerStreamKB   float64       `json:"rss_per_stream_kb"`
 	CPUPerDelivery   time.Duration `json:"cpu_per_delivery_ns"`
+	RedisConns       int           `json:"redis_connections_max,omitempty"` // the most any instance held, from CLIENT LIST
 	Errors           int64         `json:"errors"`
 	FirstErrors      []string      `json:"first_errors,omitempty"`
 }

@@ -241,7 +241,11 @@ func redisRound(ctx context.Context, cfg config) ([2]result, error) {
 			site.others = append(site.others, p.target)
 		}
 	}
+	wctx, stopWatching := context.WithCancel(ctx)
+	clients := watchClients(wctx, url)
 	pair[1], err = runLoad(ctx, cfg, site)
+	stopWatching()
+	pair[1].RedisConns = clients.Most()
 	return pair, err
 }
 

@@ -141,6 +141,9 @@ func TestSmallRedisRun(t *testing.T) {
 			t.Errorf("%s: %+v, want 40 streams each receiving 5 events", r.Name, r)
 		}
 	}
+	if c := rep.Redis.RedisConns; c < 2 || c > 16 {
+		t.Errorf("the instance held %d Redis connections at most, want 2..16 (Pub/Sub and the pool)", c)
+	}
 	if rep.Redis.Name != "sselab redis" {
 		t.Errorf("the second side is %q, want sselab redis", rep.Redis.Name)
 	}

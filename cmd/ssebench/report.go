@@ -57,6 +57,9 @@ func report(w io.Writer, cfg config, rounds [][2]result) error {
 	row("delivered (%)", base.DeliveredPct, sut.DeliveredPct, "%.2f")
 	row("RSS per stream (kB)", base.RSSPerStreamKB, sut.RSSPerStreamKB, "%.1f")
 	row("CPU per delivery (µs)", us(base.CPUPerDelivery), us(sut.CPUPerDelivery), "%.2f")
+	if cfg.redis {
+		fmt.Fprintf(tw, "Redis connections (most per instance)\t-\t%d\t-\t\n", sut.RedisConns)
+	}
 	row("errors", float64(base.Errors), float64(sut.Errors), "%.0f")
 	if err := tw.Flush(); err != nil {
 		return err
@@ -92,5 +95,6 @@ func median(rounds [][2]result, side int) result {
 	out.RSSPerStreamKB = pick(func(r result) float64 { return r.RSSPerStreamKB })
 	out.DeliveriesPerSec = pick(func(r result) float64 { return r.DeliveriesPerSec })
 	out.DeliveredPct = pick(func(r result) float64 { return r.DeliveredPct })
+	out.RedisConns = int(pick(func(r result) float64 { return float64(r.RedisConns) }))
 	return out
 }

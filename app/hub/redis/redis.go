@@ -125,8 +125,13 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 	// broker's, at debug level: the broker itself reports what matters (a
 	// publish that fails, a channel loop that retries).
 	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{log}) })
-	// The Pub/Sub connection is outside the pool.
+	// The Pub/Sub connection is outside the pool. go-redis would add a pool
+	// of its own for pipelines (10 more connections) and dial past
+	// PoolSize under bursts: pipelines share the one pool here, and its
+	// size is a hard ceiling.
 	opt.PoolSize = MaxConns - 1
+	opt.MaxActiveConns = MaxConns - 1
+	opt.PipelinePoolSize = -1
 	id := make([]byte, 8)
 	rand.Read(id)
 	instance := hex.EncodeToString(id)

@@ -291,13 +291,26 @@ func TestManyChannelsFewConnections(t *testing.T) {
 		defer s.Close()
 		subs[i] = s
 	}
+	// All at once, as a hundred posters would: pipelines and scripts in
+	// parallel, which is when a pool dials past its size.
+	var wg sync.WaitGroup
 	for i := range n {
-		ch := "token:" + strconv.Itoa(i)
-		if c, err := r.Count(t.Context(), ch); err != nil || c != 1 {
-			t.Fatalf("%s: count %d %v, want 1", ch, c, err)
-		}
-		publish(t, r, ch, "ping "+strconv.Itoa(i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch := "token:" + strconv.Itoa(i)
+			if c, err := r.Count(t.Context(), ch); err != nil || c != 1 {
+				t.Errorf("%s: count %d %v, want 1", ch, c, err)
+			}
+			if _, err := r.Subscribers(t.Context(), ch, "other"); err != nil {
+				t.Error(err)
+			}
+			if err := r.Publish(t.Context(), []string{ch}, hub.Message{Data: "ping " + strconv.Itoa(i)}); err != nil {
+				t.Error(err)
+			}
+		}()
 	}
+	wg.Wait()
 	for i, s := range subs {
 		if got := readUntil(t, s, 1, 10*time.Second); got[0].Data != "ping "+strconv.Itoa(i) {
 			t.Errorf("listener %d: got %+v", i, got)
