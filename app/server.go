@@ -139,8 +139,19 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // ErrShutdown is the cause with which the server's base context ends on
-// SIGINT or SIGTERM.
-var ErrShutdown = errors.New("the server is shutting down")
+// SIGINT or SIGTERM. It is an sse.Parting: every stream loop sends its
+// event, rule 8's retry: spread over 1-5 s (so that the clients of a
+// restarted instance do not all come back in the same instant), before the
+// handler tears its subscription down.
+var ErrShutdown error = shutdown{}
+
+type shutdown struct{}
+
+func (shutdown) Error() string { return "the server is shutting down" }
+
+func (shutdown) PartingEvent() sse.Event {
+	return sse.Event{Comment: "the server is restarting", Retry: sse.Spread(time.Second, 5*time.Second), HasRetry: true}
+}
 
 // Streams caps open streams, counts them by route, and ends them well on
 // shutdown: it knows every open stream, so that Shutdown can cut the
@@ -173,10 +184,10 @@ func (l *Streams) Cut(deadline time.Time) {
 
 // middleware is all a stream route has: the cap (a refusal the browser
 // recovers from, rule 7), the gauge, the registry, and, when the stream
-// ends, the parting retry on shutdown (rule 8), the log line, the request
-// count and recovery from a panic. Every stream ends on shutdown because
-// every request's context comes from the server's base context, which Run
-// cancels with ErrShutdown (see run.go).
+// ends, the log line, the request count and recovery from a panic. Every
+// stream ends on shutdown because every request's context comes from the
+// server's base context, which Run cancels with ErrShutdown (see run.go),
+// and the stream's loop sends ErrShutdown's parting retry (rule 8).
 func (l *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		start := time.Now()
@@ -213,15 +224,7 @@ func (l *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			delete(l.live, rc)
 			l.mu.Unlock()
 		}()
-		err = next(c)
-		if err == nil && c.Response().Committed && errors.Is(context.Cause(c.Request().Context()), ErrShutdown) {
-			// Come back later, not all at once: the clients of a restarted
-			// instance reconnect spread over 1-5 s.
-			if s, ok := sse.Resume(c.Response()); ok {
-				s.Send(sse.Event{Comment: "the server is restarting", Retry: sse.Spread(time.Second, 5*time.Second), HasRetry: true})
-			}
-		}
-		return err
+		return next(c)
 	}
 }
 

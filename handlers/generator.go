@@ -97,6 +97,7 @@ func (h *Generator) Send(c echo.Context) error {
 			wait.Reset(interval)
 			select {
 			case <-ctx.Done():
+				sse.Part(ctx, s.Stream)
 				return nil
 			case <-wait.C:
 			}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sselab/app/sse"
 )
 
 func TestMaxStreams(t *testing.T) {
@@ -27,12 +29,16 @@ func TestMaxStreams(t *testing.T) {
 }
 
 // Shutdown in process: Run returns nil, and every open stream ends with a
-// properly terminated response (a clean EOF, not a reset).
+// properly terminated response (a clean EOF, not a reset). Streams that
+// send no retry: of their own (the generator, with its own loop, and the
+// connections stream, on sse.Loop) get rule 8's, spread over 1-5 s.
 func TestShutdownEndsStreams(t *testing.T) {
 	s := startServer(t)
-	_, p1 := openStream(t, s.URL+"/time/sendTime?mode=stream")
-	_, p2 := openStream(t, s.URL+"/eventsource/event_sender?interval=10s")
-	next(t, p2, 5*time.Second) // event 0
+	_, feed := openStream(t, s.URL+"/time/sendTime?mode=stream")
+	_, gen := openStream(t, s.URL+"/eventsource/event_sender?interval=10s")
+	next(t, gen, 5*time.Second) // event 0
+	_, conns := openStream(t, s.URL+"/connections/stream")
+	next(t, conns, 5*time.Second) // its one event
 	start := time.Now()
 	if err := s.Stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -40,11 +46,16 @@ func TestShutdownEndsStreams(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("shutdown took %v, want under 5s", took)
 	}
-	if _, err := p1.Next(); !errors.Is(err, io.EOF) {
-		t.Errorf("stream 1: got %v, want a clean end", err)
-	}
-	if _, err := p2.Next(); !errors.Is(err, io.EOF) {
-		t.Errorf("stream 2: got %v, want a clean end", err)
+	for name, p := range map[string]*sse.Parser{"time feed": feed, "generator": gen, "connections": conns} {
+		if _, err := p.Next(); !errors.Is(err, io.EOF) {
+			t.Errorf("%s: got %v, want a clean end", name, err)
+		}
+		if name == "time feed" {
+			continue // it sends -retry with its events
+		}
+		if r, ok := p.Retry(); !ok || r < time.Second || r > 5*time.Second {
+			t.Errorf("%s: retry %v (sent %v), want one of 1-5 s", name, r, ok)
+		}
 	}
 }
 

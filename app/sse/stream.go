@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -45,16 +44,6 @@ func Open(w http.ResponseWriter) (*Stream, error) {
 	return s, nil
 }
 
-// Resume writes to a response whose stream headers were sent already,
-// such as one whose handler has returned; ok is false when the response
-// is not an event stream.
-func Resume(w http.ResponseWriter) (*Stream, bool) {
-	if !strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
-		return nil, false
-	}
-	return &Stream{w: w, rc: http.NewResponseController(w)}, true
-}
-
 // Send encodes ev and flushes it.
 func (s *Stream) Send(ev Event) error {
 	s.buf = ev.AppendTo(s.buf[:0])
@@ -88,17 +77,40 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 	return err
 }
 
+// Parting is a cause of a stream's end that has a last event for its
+// client: a server that shuts down cancels its streams' contexts with one
+// (context.WithCancelCause) whose event tells the client when to come back.
+type Parting interface {
+	error
+	PartingEvent() Event
+}
+
+// Part sends the parting event of the cause with which ctx ended, if it has
+// one (see Parting). Loop calls it; a stream that runs its own loop calls it
+// when its context ends. It sends before the handler's deferred clean-up,
+// so that no tear-down (a broker's bookkeeping) delays the last word. A
+// write that fails is not an error here: a client that stopped reading has
+// no use for it.
+func Part(ctx context.Context, s *Stream) {
+	var p Parting
+	if errors.As(context.Cause(ctx), &p) {
+		s.Send(p.PartingEvent())
+	}
+}
+
 // Loop runs a long-lived stream: each time ready() delivers, it calls step,
 // which writes whatever is due; every keepalive interval it sends a comment.
-// It returns nil when ctx ends (the client left or the server is stopping)
-// or step reports done, and the write error when a write fails. ready is a
-// function so that sources whose wake-up channel changes can be used.
+// It returns nil when ctx ends (the client left, or the server is stopping:
+// then it sends the parting event first, see Part) or step reports done,
+// and the write error when a write fails. ready is a function so that
+// sources whose wake-up channel changes can be used.
 func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready func() <-chan T, step func() (done bool, err error)) error {
 	tick := time.NewTicker(keepalive)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			Part(ctx, s)
 			return nil
 		case <-tick.C:
 			if err := s.Comment("keepalive"); err != nil {

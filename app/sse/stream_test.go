@@ -97,3 +97,36 @@ func TestLoopStopsWhenStepIsDone(t *testing.T) {
 		}
 	})
 }
+
+// leaving is a cause with a last word, as a server's shutdown is.
+type leaving struct{}
+
+func (leaving) Error() string { return "leaving" }
+func (leaving) PartingEvent() sse.Event {
+	return sse.Event{Comment: "bye", Retry: 2500 * time.Millisecond, HasRetry: true}
+}
+
+func TestLoopSendsThePartingEventOfItsCause(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cause error
+		want  string
+	}{
+		{"a parting cause", leaving{}, ": bye\nretry: 2500\n\n"},
+		{"a plain cancel", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := ssetest.NewRecorder()
+			s, _ := sse.Open(w)
+			ctx, cancel := context.WithCancelCause(t.Context())
+			cancel(tc.cause)
+			never := func() <-chan struct{} { return nil }
+			if err := sse.Loop(ctx, s, time.Minute, never, func() (bool, error) { return false, nil }); err != nil {
+				t.Fatalf("Loop: %v", err)
+			}
+			if got := w.Flushed(); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
