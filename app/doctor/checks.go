@@ -185,6 +185,10 @@ func checkFlush(s *stream, v view, pub *publisher) Check {
 	if len(all) == 0 {
 		return Check{"flush", Warn, note + fmt.Sprintf("no events in %v: nothing to judge; give -publish URL to post events of doctor's own", watched)}
 	}
+	if heldWhole(s, v, all) {
+		return Check{"flush", Fail, note + fmt.Sprintf("all %d events arrived at once with the headers, after %v, and the response ended: it was held back until its end (buffering middleware, a proxy's buffering, compression); a server that flushes sends its headers at once and each event as it is made",
+			len(all), s.headers.Round(100*time.Millisecond))}
+	}
 	if len(apart) < 2 {
 		return Check{"flush", Warn, note + fmt.Sprintf("%d event(s) in %v, %d of them after the stream opened: too few to judge their spacing; give -publish URL to post events of doctor's own", len(all), watched, len(apart))}
 	}
@@ -198,6 +202,18 @@ func checkFlush(s *stream, v view, pub *publisher) Check {
 		return Check{"flush", Fail, note + fmt.Sprintf("%d events arrived in %d bursts, the largest of %d events at once: something between holds them back until a buffer fills (a proxy's buffering, compression)", len(apart), bursts, largest)}
 	}
 	return Check{"flush", Pass, note + fmt.Sprintf("%d events arrived apart over %v (median spacing %v)", len(apart), (apart[len(apart)-1]-apart[0]).Round(time.Millisecond), medianGap(apart).Round(time.Millisecond))}
+}
+
+// heldWhole reports the signature of a response held back until its end:
+// headers that came late and with the first bytes of the body, three or
+// more events all in that first moment, and the end right after them.
+// Spacing cannot be judged then (every event is in the opening burst), but
+// no server that flushes sends a stream this way.
+func heldWhole(s *stream, v view, all []arrival) bool {
+	if s.headers <= time.Second || len(v.reads) == 0 || v.reads[0]-s.headers >= 50*time.Millisecond || len(all) < 3 || !v.ended {
+		return false
+	}
+	return all[len(all)-1].at-s.headers < openingBurst && v.endAt-s.headers < openingBurst
 }
 
 // spread says how close together arrivals were.

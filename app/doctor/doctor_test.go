@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,6 +278,57 @@ func TestShortAndFinishedStreams(t *testing.T) {
 	for _, c := range r.Checks[1:] {
 		if c.Status != Warn || !strings.HasPrefix(c.Detail, "not checked") {
 			t.Errorf("done: %s %s: %s, want warn: not checked", c.Status, c.Name, c.Detail)
+		}
+	}
+}
+
+// A finite stream held back whole, as by the Pylons seed's buffering
+// middleware: its events are made 150 ms apart but everything, headers
+// included, leaves at the end. Headers and flush fail, nothing else; the
+// same stream flushed fails nothing.
+func TestWholeResponseHeldBack(t *testing.T) {
+	send := func(w http.ResponseWriter, r *http.Request, flush bool) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		var held strings.Builder // what a buffering layer collects
+		for i := range 10 {
+			if i > 0 {
+				time.Sleep(150 * time.Millisecond) // the producer's own pace
+			}
+			ev := fmt.Sprintf("retry: 2000\ndata: %d %s\n\n", i, strings.Repeat("x", 500)) // no ids: no replay to judge
+			if flush {
+				fmt.Fprint(w, ev)
+				rc.Flush()
+			} else {
+				held.WriteString(ev)
+			}
+		}
+		fmt.Fprint(w, held.String()) // over 2 kB: chunked, no Content-Length
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/held", func(w http.ResponseWriter, r *http.Request) { send(w, r, false) })
+	mux.HandleFunc("/flushed", func(w http.ResponseWriter, r *http.Request) { send(w, r, true) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for path, fails := range map[string]string{"/held": "flush headers", "/flushed": ""} {
+		r, err := Run(t.Context(), Options{URL: srv.URL + path, Timeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed []string
+		for _, c := range r.Checks {
+			if c.Status == Fail {
+				failed = append(failed, c.Name)
+			}
+		}
+		slices.Sort(failed)
+		if strings.Join(failed, " ") != fails {
+			t.Errorf("%s: failed %v, want %q; checks %v", path, failed, fails, r.Checks)
+		}
+		if c := r.Get("flush"); fails != "" && !strings.Contains(c.Detail, "held back until its end") {
+			t.Errorf("%s: flush says %q", path, c.Detail)
 		}
 	}
 }
