@@ -22,6 +22,9 @@ type route struct {
 	changes bool   // changes state on GET too: cross-origin requests refused
 	doc     string // for the route table
 	curl    string // for the route table; {base} becomes the site's URL
+	// doctor is what the doctor page offers to check on this route, each
+	// with the lesson it shows: deleting a demo deletes its targets too.
+	doctor []views.DoctorTarget
 }
 
 // demo is one demo of the site. This table feeds the routes, the nav, the
@@ -70,7 +73,13 @@ func demos(d Deps) []demo {
 					{methods: get, path: "/eventsource/js", handler: gen.JS, doc: "The page's script.", curl: "curl {base}/eventsource/js"},
 					{methods: get, path: "/eventsource/event_sender", handler: gen.Send, stream: true,
 						doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
-						curl: "curl -N '{base}/eventsource/event_sender?interval=200ms'"},
+						curl: "curl -N '{base}/eventsource/event_sender?interval=200ms'",
+						doctor: []views.DoctorTarget{
+							{Name: "generator", Label: "The finite generator", Path: "/eventsource/event_sender",
+								Expect: "Flush passes, judged from the generator's own 500 ms spacing; the stream ends after ten events, and ids warn: the generator sends none unless asked (?resume=1)."},
+							{Name: "buffered", Label: "The generator behind buffering middleware (the Pylons lesson)", Path: "/eventsource/event_sender?buffered=1",
+								Expect: "Headers and flush fail: a layer that collects the body holds the headers and all ten events until the end. This is what a buffering proxy or a compressor does to a stream."},
+						}},
 				}
 			}()},
 		{title: "Visits", nav: "Visits", href: "/visits/", seed: "Python Publisher library",
@@ -107,7 +116,10 @@ func demos(d Deps) []demo {
 					{methods: get, path: "/tokens/", handler: tok.Page, doc: "Token streams page (the Tornado eventsource seed).", curl: "curl {base}/tokens/"},
 					{methods: get, path: "/tokens/:token/poll", handler: tok.Poll, stream: true,
 						doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
-						curl: "curl -N {base}/tokens/demo/poll"},
+						curl: "curl -N {base}/tokens/demo/poll",
+						doctor: []views.DoctorTarget{{Name: "tokens", Label: "A token stream, with doctor's own pings",
+							Path: "/tokens/{token}/poll", Publish: "/tokens/{token}/ping",
+							Expect: "Nothing fails: doctor posts five pings and times each one's arrival. Ids and replay warn unless the server runs with -i (the Tornado seed's flag: token events carry ids); keepalive passes once a comment came within the run (-keepalive, 15 s by default)."}}},
 					{methods: post, path: "/tokens/:token/:action", handler: tok.Act,
 						doc:  "Post ping, close or retry (the body, or form field data) to every listener; answers how many were reached.",
 						curl: "curl -d 42 {base}/tokens/demo/ping"},
@@ -136,6 +148,27 @@ func demos(d Deps) []demo {
 	}
 }
 
+// doctorDemo runs sselab doctor on the routes of the other demos that
+// offer themselves to it (a route's doctor field); it comes last in the
+// nav and on the home page.
+func doctorDemo(d Deps, others []demo) demo {
+	var targets []views.DoctorTarget
+	for _, dm := range others {
+		for _, r := range dm.routes {
+			targets = append(targets, r.doctor...)
+		}
+	}
+	doc := handlers.NewDoctor(d.Config.Keepalive, d.Cert, targets)
+	return demo{title: "Doctor", nav: "Doctor", href: "/doctor/", seed: "sselab doctor, on the site's own routes",
+		lesson: "What a proxy, a compressor or buffering middleware does to a stream, seen check by check: the server runs sselab doctor on one of its own routes and streams each verdict.",
+		routes: []route{
+			{methods: get, path: "/doctor/", handler: doc.Page, doc: "Doctor page: run sselab doctor on one of the site's routes.", curl: "curl {base}/doctor/"},
+			{methods: get, path: "/doctor/run", handler: doc.Run, stream: true, changes: true,
+				doc:  "?target=tokens|generator|buffered: a started event, a check event (JSON) per check, a done event, then the end; at most 2 runs at once.",
+				curl: "curl -N '{base}/doctor/run?target=buffered'"},
+		}}
+}
+
 // siteMap is what the server registers and shows: every route, the 404
 // page, and the nav every page carries.
 type siteMap struct {
@@ -148,6 +181,7 @@ type siteMap struct {
 func site(d Deps) siteMap {
 	var rs []route
 	ds := demos(d)
+	ds = append(ds, doctorDemo(d, ds))
 	home := route{methods: get, path: "/", doc: "This page: the demos and every route.", curl: "curl {base}/"}
 	rs = []route{home}
 	var cards []views.Demo

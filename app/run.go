@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -123,10 +124,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
+	var tc *tls.Config
+	var cert []byte
+	var tlsAbout string
+	if cfg.TLS {
+		if tc, tlsAbout, err = tlsConfig(cfg); err != nil {
+			return err
+		}
+		cert = tc.Certificates[0].Certificate[0]
+	}
+
 	stopping, stop := context.WithCancelCause(context.Background())
 	defer stop(nil)
 	streams := NewStreams(cfg.MaxStreams, m, logger)
-	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key, Streams: streams})
+	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key,
+		Streams: streams, Cert: cert})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -164,13 +176,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv.Protocols = protocols(cfg)
 	scheme := "http"
 	if cfg.TLS {
-		tc, about, err := tlsConfig(cfg)
-		if err != nil {
-			ln.Close()
-			return err
-		}
 		srv.TLSConfig, scheme = tc, "https"
-		fmt.Fprintf(stdout, "TLS: %s\n", about)
+		fmt.Fprintf(stdout, "TLS: %s\n", tlsAbout)
 	}
 	fmt.Fprintf(stdout, "sselab listening on %s://%s\n", scheme, ln.Addr())
 	errc := make(chan error, 1)

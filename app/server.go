@@ -34,6 +34,10 @@ type Deps struct {
 	SessionKey []byte
 	// Streams knows the open streams; nil makes one from Config.
 	Streams *Streams
+	// Cert is the certificate the server presents with -tls (DER): the
+	// doctor page, which checks the site through its own listener, trusts
+	// only it. Nil over plain HTTP.
+	Cert []byte
 }
 
 // NewServer builds the site: the Echo server with its middleware, error
@@ -73,6 +77,8 @@ func NewServer(d Deps) http.Handler {
 	}))
 	for _, r := range sm.routes {
 		switch {
+		case r.stream && r.changes:
+			e.Match(r.methods, r.path, r.handler, d.Streams.middleware, sameOrigin(cop))
 		case r.stream:
 			e.Match(r.methods, r.path, r.handler, d.Streams.middleware)
 		case r.changes:
@@ -99,7 +105,8 @@ func withNav(nav []views.NavItem) echo.MiddlewareFunc {
 const crossOrigin = "cross-origin request refused: this site accepts state-changing requests only from its own pages"
 
 // sameOrigin refuses cross-origin requests to a route that changes state
-// on GET too (the seed's toggles): http.CrossOriginProtection lets safe
+// on GET too (the seed's toggles, a doctor run that posts pings):
+// http.CrossOriginProtection lets safe
 // methods through, so it is asked as if the request were a POST.
 func sameOrigin(cop *http.CrossOriginProtection) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {

@@ -26,6 +26,7 @@ var pages = []struct{ name, path string }{
 	{"tokens", "/tokens/"},
 	{"fragments", "/fragments/"},
 	{"connections", "/connections/"},
+	{"doctor", "/doctor/"},
 	{"notfound", "/no/such/page"},
 }
 
@@ -43,7 +44,7 @@ func TestBrowserAccessibility(t *testing.T) {
 		for _, p := range pages {
 			navigate(t, ctx, s.URL+p.path)
 			switch p.path {
-			case "/", "/no/such/page", "/connections/":
+			case "/", "/no/such/page", "/connections/", "/doctor/":
 			case "/fragments/": // htmx's stream, not sselab's panel
 				eventually(t, 5*time.Second, p.name+": the stream opened", func() bool {
 					return metric(t, s.URL, `sselab_open_streams{route="/fragments/stream"}`) >= 1

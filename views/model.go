@@ -95,3 +95,18 @@ type ConnectionsVM struct {
 type ChatMessage struct {
 	Time, User, Text string
 }
+
+// DoctorTarget is one route the doctor page can check, and what the
+// learner should expect to see.
+type DoctorTarget struct {
+	Name, Label   string
+	Path, Publish string // {token} becomes a token of the run's own
+	Expect        string
+}
+
+// DoctorVM is the doctor page.
+type DoctorVM struct {
+	Targets []DoctorTarget
+	Timeout time.Duration // one run's bound
+	Runs    int           // runs under way at once, across all visitors
+}

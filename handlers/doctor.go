@@ -1,0 +1,182 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"sselab/app/doctor"
+	"sselab/app/sse"
+	"sselab/views"
+)
+
+// DoctorRuns is how many doctor runs the page may have under way at once,
+// across all its visitors: each holds one or two streams to this server
+// for up to DoctorTimeout.
+const DoctorRuns = 2
+
+// DoctorTimeout bounds one run from the page, as -timeout does on the
+// command line.
+const DoctorTimeout = 20 * time.Second
+
+// Doctor is sselab doctor in the browser: the server checks one of its own
+// stream routes through its own listener, the way the command checks any
+// endpoint, and streams each verdict to the page. Only the routes it was
+// given can be checked: the page cannot be used to make this server
+// connect anywhere else.
+type Doctor struct {
+	keepalive time.Duration
+	// cert is the server's own certificate with -tls, to which the run's
+	// client is pinned; nil over plain HTTP.
+	cert    []byte
+	targets []views.DoctorTarget
+	slots   chan struct{}
+}
+
+// NewDoctor returns the doctor page's handlers. cert is the DER of the
+// certificate the server presents with -tls (nil without). targets are
+// the only routes it checks; in a target's paths {token} becomes a token
+// of the run's own, so that its pings reach nobody else.
+func NewDoctor(keepalive time.Duration, cert []byte, targets []views.DoctorTarget) *Doctor {
+	return &Doctor{keepalive: keepalive, cert: cert, targets: targets, slots: make(chan struct{}, DoctorRuns)}
+}
+
+func (h *Doctor) target(name string) (views.DoctorTarget, bool) {
+	for _, t := range h.targets {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return views.DoctorTarget{}, false
+}
+
+// Page serves the page.
+func (h *Doctor) Page(c echo.Context) error {
+	return render(c, http.StatusOK, views.DoctorPage(views.DoctorVM{Targets: h.targets, Timeout: DoctorTimeout, Runs: DoctorRuns}))
+}
+
+// Run checks ?target= and streams a started event, one check event per
+// check (JSON: name, status, detail) and a done event, then ends. The page
+// closes its EventSource on done, so the end is not a reconnect.
+func (h *Doctor) Run(c echo.Context) error {
+	name := c.QueryParam("target")
+	t, ok := h.target(name)
+	if !ok {
+		names := make([]string, len(h.targets))
+		for i, t := range h.targets {
+			names[i] = t.Name
+		}
+		return badRequest("target must be one of %s; got %s", strings.Join(names, ", "), quote(name))
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		return sse.Refuse(c.Response(), fmt.Sprintf("%d doctor runs are under way (the limit); try again shortly", DoctorRuns),
+			sse.Spread(2*time.Second, 10*time.Second))
+	}
+	base, client, err := h.self(c.Request())
+	if err != nil {
+		return err
+	}
+	defer client.CloseIdleConnections()
+	tok := runToken() // one token per run, for the stream and its pings
+	at := func(path string) string { return base + strings.ReplaceAll(path, "{token}", tok) }
+	o := doctor.Options{URL: at(t.Path), Timeout: DoctorTimeout, Client: client}
+	if t.Publish != "" {
+		o.Publish = at(t.Publish)
+	}
+
+	s, err := sse.Open(c.Response())
+	if err != nil {
+		return err
+	}
+	started, _ := json.Marshal(map[string]string{"url": o.URL, "publish": o.Publish, "timeout": DoctorTimeout.String()})
+	if err := s.Send(sse.Event{Type: "started", Data: string(started)}); err != nil {
+		return err
+	}
+
+	// The run ends with the request: when the page leaves, or the server
+	// stops, its context ends doctor's connections, and the handler waits
+	// for it to return.
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	var report doctor.Report
+	var runErr error
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		report, runErr = doctor.Run(ctx, o)
+	}()
+	defer func() { cancel(); <-finished }()
+
+	ready := func() <-chan struct{} { return finished }
+	return sse.Loop(c.Request().Context(), s, h.keepalive, ready, func() (bool, error) {
+		if runErr != nil {
+			return true, s.Send(sse.Event{Type: "failed", Data: "doctor could not check " + o.URL + ": " + runErr.Error()})
+		}
+		counts := map[doctor.Status]int{}
+		for _, ch := range report.Checks {
+			data, err := json.Marshal(ch)
+			if err != nil {
+				return true, err
+			}
+			counts[ch.Status]++
+			if err := s.Send(sse.Event{Type: "check", Data: string(data)}); err != nil {
+				return true, err
+			}
+		}
+		return true, s.Send(sse.Event{Type: "done",
+			Data: fmt.Sprintf("%d pass, %d warn, %d fail", counts[doctor.Pass], counts[doctor.Warn], counts[doctor.Fail])})
+	})
+}
+
+// self is this server's own address, as the connection of r reached it,
+// and a client for it: the run goes through the same listener, and the
+// same protocol, as a visitor's stream does. With -tls the client accepts
+// only the server's own certificate.
+func (h *Doctor) self(r *http.Request) (string, *http.Client, error) {
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return "", nil, errors.New("doctor: the request carries no local address")
+	}
+	tr := &http.Transport{
+		DialContext:        (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		DisableCompression: true, // doctor asks for compression itself, to see what it gets
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+		tr.ForceAttemptHTTP2 = true
+		cert := h.cert
+		tr.TLSClientConfig = &tls.Config{
+			// Verification is the pin below: the peer must present this
+			// server's own certificate, byte for byte.
+			InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, cert) {
+					return errors.New("doctor: the server did not present its own certificate")
+				}
+				return nil
+			},
+		}
+	}
+	return scheme + "://" + addr.String(), &http.Client{Transport: tr}, nil
+}
+
+// runToken is a fresh token name for one run.
+func runToken() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "doctor-" + hex.EncodeToString(b)
+}
