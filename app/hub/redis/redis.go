@@ -62,6 +62,8 @@ type Broker struct {
 	memAt    time.Time
 	memUsed  int64
 	memSince int64
+	// memReading: a publish is reading used_memory; the others do not wait.
+	memReading bool
 	// subMu orders changes to what the Pub/Sub connection subscribes
 	// to; mu guards the maps.
 	subMu     sync.Mutex
@@ -309,17 +311,34 @@ func (r *Broker) maxLen(channel string) int {
 
 // roomFor refuses a publish while Redis holds more than StoreBytes. It
 // reads used_memory at most once a second or after each MiB this instance
-// published, so instances together pass the bound by little.
+// published, so instances together pass the bound by little. One publish
+// reads it while the others go on with the last reading (plus what was
+// published since): none waits behind that round trip, except before the
+// first reading.
 func (r *Broker) roomFor(ctx context.Context, n int) error {
 	r.memMu.Lock()
-	defer r.memMu.Unlock()
-	if time.Since(r.memAt) > time.Second || r.memSince > 1<<20 {
+	refresh := !r.memReading && (time.Since(r.memAt) > time.Second || r.memSince > 1<<20)
+	if refresh && !r.memAt.IsZero() {
+		r.memReading = true
+		counted := r.memSince // what the reading will include
+		r.memMu.Unlock()
+		info, err := r.rdb.Info(ctx, "memory").Result()
+		r.memMu.Lock()
+		r.memReading = false
+		if err != nil {
+			r.memMu.Unlock()
+			return unavailable(err)
+		}
+		r.memUsed, r.memAt, r.memSince = usedMemory(info), time.Now(), r.memSince-counted
+	} else if refresh { // the first reading: everyone waits for it
 		info, err := r.rdb.Info(ctx, "memory").Result()
 		if err != nil {
+			r.memMu.Unlock()
 			return unavailable(err)
 		}
 		r.memUsed, r.memAt, r.memSince = usedMemory(info), time.Now(), 0
 	}
+	defer r.memMu.Unlock()
 	if r.memUsed+r.memSince > r.opts.StoreBytes {
 		return fmt.Errorf("%w: Redis holds %d bytes, past the bound of %d", hub.ErrFull, r.memUsed+r.memSince, r.opts.StoreBytes)
 	}
