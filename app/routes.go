@@ -164,7 +164,7 @@ func doctorDemo(d Deps, others []demo) demo {
 		routes: []route{
 			{methods: get, path: "/doctor/", handler: doc.Page, doc: "Doctor page: run sselab doctor on one of the site's routes.", curl: "curl {base}/doctor/"},
 			{methods: get, path: "/doctor/run", handler: doc.Run, stream: true, changes: true,
-				doc:  "?target=tokens|generator|buffered: a started event, a check event (JSON) per check, a done event, then the end; at most 2 runs at once.",
+				doc:  "?target=generator|buffered|tokens: a started event, a seen event per thing doctor sees as it happens, a check event (JSON) per check, a done event, then the end; at most 2 runs at once.",
 				curl: "curl -N '{base}/doctor/run?target=buffered'"},
 		}}
 }

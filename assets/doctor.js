@@ -7,6 +7,7 @@
   const expect = document.querySelector("[data-testid=expect]");
   const summary = document.querySelector("[data-testid=summary]");
   const rows = document.querySelector("[data-testid=checks] tbody");
+  const log = document.querySelector("[data-testid=seen]");
   const button = document.querySelector("[data-action=run]");
   let es = null;
 
@@ -31,6 +32,7 @@
   button.addEventListener("click", () => {
     stop();
     rows.replaceChildren();
+    log.replaceChildren();
     const target = chosen().value;
     summary.textContent = "Connecting…";
     button.disabled = true;
@@ -41,6 +43,17 @@
       const s = JSON.parse(ev.data);
       summary.textContent = "Checking " + s.url + (s.publish ? " (posting to " + s.publish + ")" : "") +
         ", for up to " + s.timeout + "…";
+    });
+    es.addEventListener("seen", (ev) => {
+      const o = JSON.parse(ev.data);
+      const li = document.createElement("li");
+      li.dataset.what = o.what;
+      li.dataset.stream = String(o.stream);
+      li.dataset.atMs = String(o.at_ms);
+      const who = o.stream === 0 ? "doctor" : "stream " + o.stream;
+      li.textContent = (o.at_ms / 1000).toFixed(3) + " s  " + who + "  " + o.what + "  " + o.detail;
+      log.append(li);
+      log.scrollTop = log.scrollHeight;
     });
     es.addEventListener("check", (ev) => {
       const c = JSON.parse(ev.data);

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -66,9 +67,11 @@ func (h *Doctor) Page(c echo.Context) error {
 	return render(c, http.StatusOK, views.DoctorPage(views.DoctorVM{Targets: h.targets, Timeout: DoctorTimeout, Runs: DoctorRuns}))
 }
 
-// Run checks ?target= and streams a started event, one check event per
-// check (JSON: name, status, detail) and a done event, then ends. The page
-// closes its EventSource on done, so the end is not a reconnect.
+// Run checks ?target= and streams a started event, a seen event (JSON: at,
+// stream, what, detail) for each thing doctor sees or does as it happens,
+// one check event per check (JSON: name, status, detail) and a done
+// event, then ends. The page closes its EventSource on done, so the end is
+// not a reconnect.
 func (h *Doctor) Run(c echo.Context) error {
 	name := c.QueryParam("target")
 	t, ok := h.target(name)
@@ -111,17 +114,34 @@ func (h *Doctor) Run(c echo.Context) error {
 	// stops, its context ends doctor's connections, and the handler waits
 	// for it to return.
 	ctx, cancel := context.WithCancel(c.Request().Context())
+	seen := &seenLog{wake: make(chan struct{}, 1)}
+	o.Observe = seen.add
 	var report doctor.Report
 	var runErr error
 	finished := make(chan struct{})
 	go func() {
-		defer close(finished)
 		report, runErr = doctor.Run(ctx, o)
+		close(finished)
+		seen.poke()
 	}()
 	defer func() { cancel(); <-finished }()
 
-	ready := func() <-chan struct{} { return finished }
-	return sse.Loop(c.Request().Context(), s, h.keepalive, ready, func() (bool, error) {
+	return sse.Loop(c.Request().Context(), s, h.keepalive, seen.ready, func() (bool, error) {
+		// What doctor saw so far, as it saw it: one seen event each.
+		for _, ob := range seen.take() {
+			data, err := json.Marshal(seenEvent{AtMS: ob.At.Milliseconds(), Stream: ob.Stream, What: ob.What, Detail: ob.Detail})
+			if err != nil {
+				return true, err
+			}
+			if err := s.Send(sse.Event{Type: "seen", Data: string(data)}); err != nil {
+				return true, err
+			}
+		}
+		select {
+		case <-finished:
+		default:
+			return false, nil
+		}
 		if runErr != nil {
 			return true, s.Send(sse.Event{Type: "failed", Data: "doctor could not check " + o.URL + ": " + runErr.Error()})
 		}
@@ -139,6 +159,61 @@ func (h *Doctor) Run(c echo.Context) error {
 		return true, s.Send(sse.Event{Type: "done",
 			Data: fmt.Sprintf("%d pass, %d warn, %d fail", counts[doctor.Pass], counts[doctor.Warn], counts[doctor.Fail])})
 	})
+}
+
+// seenEvent is the data of a seen event: when (ms since the run began),
+// which stream (1 the watched one, 2 the reconnection, 0 a post of
+// doctor's own), what (headers, event, comment, end, post, more) and what
+// was seen.
+type seenEvent struct {
+	AtMS   int64  `json:"at_ms"`
+	Stream int    `json:"stream"`
+	What   string `json:"what"`
+	Detail string `json:"detail"`
+}
+
+// maxSeen bounds the seen events of one run: a stream that floods events
+// shows the first ones, then says how many more there were.
+const maxSeen = 200
+
+// seenLog takes what doctor observes, from doctor's goroutines, to the
+// run's stream, which one goroutine writes.
+type seenLog struct {
+	mu      sync.Mutex
+	pending []doctor.Observation
+	count   int
+	wake    chan struct{} // one token: something is pending, or the run finished
+}
+
+func (l *seenLog) add(o doctor.Observation) {
+	l.mu.Lock()
+	l.count++
+	switch {
+	case l.count <= maxSeen:
+		l.pending = append(l.pending, o)
+	case l.count == maxSeen+1:
+		l.pending = append(l.pending, doctor.Observation{At: o.At, Stream: o.Stream, What: "more",
+			Detail: fmt.Sprintf("the first %d observations are shown; the checks use them all", maxSeen)})
+	}
+	l.mu.Unlock()
+	l.poke()
+}
+
+func (l *seenLog) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *seenLog) ready() <-chan struct{} { return l.wake }
+
+func (l *seenLog) take() []doctor.Observation {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.pending
+	l.pending = nil
+	return p
 }
 
 // self is this server's own address, as the connection of r reached it,

@@ -20,9 +20,39 @@ import (
 // doctorRun is what one /doctor/run stream said.
 type doctorRun struct {
 	started map[string]string
+	seen    []seenEvent
 	checks  map[string]doctor.Check
 	order   []string
 	done    string
+}
+
+// seenEvent is the data of a seen event.
+type seenEvent struct {
+	AtMS   int64  `json:"at_ms"`
+	Stream int    `json:"stream"`
+	What   string `json:"what"`
+	Detail string `json:"detail"`
+}
+
+// count is how many seen events of stream are what.
+func (r doctorRun) count(stream int, what string) int {
+	n := 0
+	for _, o := range r.seen {
+		if o.Stream == stream && o.What == what {
+			n++
+		}
+	}
+	return n
+}
+
+// headersAt is when the watched stream's headers were seen (-1: never).
+func (r doctorRun) headersAt() int64 {
+	for _, o := range r.seen {
+		if o.Stream == 1 && o.What == "headers" {
+			return o.AtMS
+		}
+	}
+	return -1
 }
 
 // readDoctorRun reads a /doctor/run stream to its end with client.
@@ -53,7 +83,16 @@ func readDoctorRun(t *testing.T, client *http.Client, url string) doctorRun {
 			if err := json.Unmarshal([]byte(ev.Data), &run.started); err != nil {
 				t.Fatalf("started: %v in %q", err, ev.Data)
 			}
+		case "seen":
+			var o seenEvent
+			if err := json.Unmarshal([]byte(ev.Data), &o); err != nil {
+				t.Fatalf("seen: %v in %q", err, ev.Data)
+			}
+			run.seen = append(run.seen, o)
 		case "check":
+			if len(run.seen) == 0 {
+				t.Fatal("a check before anything was seen")
+			}
 			var c doctor.Check
 			if err := json.Unmarshal([]byte(ev.Data), &c); err != nil {
 				t.Fatalf("check: %v in %q", err, ev.Data)
@@ -111,6 +150,21 @@ func TestDoctorPageRuns(t *testing.T) {
 			}
 			if want := len(tc.fail); !strings.HasSuffix(run.done, ", "+string(rune('0'+want))+" fail") {
 				t.Errorf("done: %q, want %d fail", run.done, want)
+			}
+			// What doctor saw, streamed as it saw it.
+			switch tc.target {
+			case "buffered": // held until the last event was made, 4.5 s in
+				if at, n := run.headersAt(), run.count(1, "event"); at < 4000 || n != 10 {
+					t.Errorf("seen: headers at %d ms and %d events, want after 4000 ms and 10: %v", at, n, run.seen)
+				}
+			case "generator":
+				if at, n := run.headersAt(), run.count(1, "event"); at < 0 || at > 1000 || n != 10 {
+					t.Errorf("seen: headers at %d ms and %d events, want at once and 10: %v", at, n, run.seen)
+				}
+			case "tokens":
+				if n, got := run.count(0, "post"), run.count(1, "event"); n != 5 || got < 5 || run.count(2, "headers") != 1 {
+					t.Errorf("seen: %d posts, %d events, want 5 posts, their events and the reconnection: %v", n, got, run.seen)
+				}
 			}
 		})
 	}
@@ -246,6 +300,13 @@ func TestBrowserDoctorPage(t *testing.T) {
 	}
 	if rows := evalString(t, ctx, `String(document.querySelectorAll("[data-testid=checks] tbody tr").length)`); rows != "11" {
 		t.Errorf("%s rows, want 11", rows)
+	}
+	// The log of what doctor saw: the ten events, and the headers that
+	// came with them, 4.5 s in.
+	if got := evalString(t, ctx, `const seen = [...document.querySelectorAll("[data-testid=seen] li[data-stream='1']")];
+		seen.filter(li => li.dataset.what === "event").length + " " +
+		(Number(seen.find(li => li.dataset.what === "headers")?.dataset.atMs) >= 4000)`); got != "10 true" {
+		t.Errorf("seen log: %q, want 10 events and the headers after 4 s", got)
 	}
 	// The page closed its EventSource on done: the run's response ended
 	// and the page is idle, its button back.

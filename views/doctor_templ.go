@@ -130,20 +130,20 @@ func DoctorPage(vm DoctorVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, ".</p><table class=\"routes checks\" data-testid=\"checks\"><thead><tr><th scope=\"col\">check</th><th scope=\"col\">verdict</th><th scope=\"col\">what was seen</th></tr></thead> <tbody></tbody></table></section><section class=\"panel lesson\"><h2>The lesson</h2><p>Most SSE failures in production are not the server: a proxy or CDN that buffers or compresses the stream, an idle timeout that cuts a quiet stream, a replay that repeats or skips. <code>sselab doctor URL</code> checks any SSE endpoint through the real path and says, check by check, what it saw and what usually causes it.</p><p>Here the server runs the same checks on one of its own routes, through its own listener, and streams each verdict to this page as an event (<code>started</code>, one <code>check</code> per check, <code>done</code>); the page then closes its EventSource, so the end of the response is not a reconnect. Only the routes listed can be checked, at most ")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, ".</p><table class=\"routes checks\" data-testid=\"checks\"><thead><tr><th scope=\"col\">check</th><th scope=\"col\">verdict</th><th scope=\"col\">what was seen</th></tr></thead> <tbody></tbody></table><h3 id=\"seen-heading\">What doctor saw, as it happened</h3><p class=\"hint\">Seconds since the run began; stream 1 is the one watched, stream 2 the reconnection with <code>Last-Event-ID</code>. Behind buffering, the headers and all ten events land together at the end.</p><ol class=\"events\" data-testid=\"seen\" tabindex=\"0\" aria-labelledby=\"seen-heading\"></ol></section><section class=\"panel lesson\"><h2>The lesson</h2><p>Most SSE failures in production are not the server: a proxy or CDN that buffers or compresses the stream, an idle timeout that cuts a quiet stream, a replay that repeats or skips. <code>sselab doctor URL</code> checks any SSE endpoint through the real path and says, check by check, what it saw and what usually causes it.</p><p>Here the server runs the same checks on one of its own routes, through its own listener, and streams to this page what doctor sees as it sees it (a <code>seen</code> event each), then each verdict (<code>check</code>) and <code>done</code>; the page then closes its EventSource, so the end of the response is not a reconnect. Only the routes listed can be checked, at most ")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			var templ_7745c5c3_Var8 string
 			templ_7745c5c3_Var8, templ_7745c5c3_Err = templ.JoinStringErrs(strconv.Itoa(vm.Runs))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/doctor.templ`, Line: 44, Col: 92}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/doctor.templ`, Line: 50, Col: 115}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var8))
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, " runs at once for all visitors. From a terminal, the same checks on any endpoint:</p><pre class=\"cmd\" tabindex=\"0\" aria-label=\"the same check from a terminal\">go run ./cmd/sselab doctor http://localhost:8080/eventsource/event_sender?buffered=1</pre></section></div><script src=\"/assets/doctor.js\"></script>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, " runs at once for all visitors. From a terminal, the same checks on any endpoint:</p><pre class=\"cmd\" tabindex=\"0\" aria-label=\"the same check from a terminal\">go run ./cmd/sselab doctor 'http://localhost:8080/eventsource/event_sender?buffered=1'</pre></section></div><script src=\"/assets/doctor.js\"></script>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

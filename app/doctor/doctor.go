@@ -17,6 +17,7 @@ import (
 	"net/http"
 	neturl "net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,28 @@ type Options struct {
 	Publish string        // where to POST events of doctor's own, to time them; empty: judge from the spacing of the endpoint's own
 	Timeout time.Duration // the whole run; 0: 20 s
 	Client  *http.Client  // nil: one that asks as browsers do and never decompresses by itself
+	// Observe, if not nil, is told each thing doctor sees or does as it
+	// happens, to show a run live. It is called from doctor's goroutines
+	// and must not block.
+	Observe func(Observation)
+}
+
+// Observation is one thing doctor saw or did during a run.
+type Observation struct {
+	At     time.Duration // since the run began
+	Stream int           // 1: the watched stream, 2: the reconnection with Last-Event-ID, 0: a post of doctor's own
+	What   string        // headers, event, comment, end, post
+	Detail string        // what was seen, values quoted and cut to a line
+}
+
+// observer returns what a stream or the publisher calls to report.
+func (o Options) observer(start time.Time, stream int) func(what, detail string) {
+	if o.Observe == nil {
+		return func(string, string) {}
+	}
+	return func(what, detail string) {
+		o.Observe(Observation{At: time.Since(start), Stream: stream, What: what, Detail: detail})
+	}
 }
 
 // ErrUnreachable wraps why the endpoint could not be reached at all.
@@ -130,12 +153,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	// learnt, or until the replay's share of the time is all that is left.
 	replayShare := min(4*time.Second, o.Timeout/4)
 	w := newStream()
+	w.observe = o.observer(start, 1)
 	var pub *publisher
 	stopPosting := func() {}
 	if o.Publish != "" {
 		// Posting starts once the headers came, or after a while without
 		// them: some servers send no headers until their first event.
 		pub = newPublisher(o.Client, o.Publish)
+		pub.observe = o.observer(start, 0)
 		pctx, stop := context.WithCancel(ctx)
 		go pub.run(pctx, w)
 		// Posts not made by the end of the watch are not made at all.
@@ -152,6 +177,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		if from := w.resumePoint(); from >= 0 {
 			v := w.snapshot()
 			again = &resumed{from: from, s: newStream()}
+			again.s.observe = o.observer(start, 2)
 			if again.err = again.s.open(ctx, o.Client, o.URL, v.events[from].ev.ID); again.err == nil {
 				again.s.watchReplay(ctx, len(v.afterID(from)))
 			}
@@ -185,10 +211,13 @@ type stream struct {
 	changed chan struct{} // closed and made anew at each arrival
 	seen    view          // what came so far; copies of it are judged
 	stopped bool          // doctor stopped watching: what ends the read then is doctor
+
+	observe func(what, detail string) // see Options.Observe
 }
 
 func newStream() *stream {
-	return &stream{sent: time.Now(), opened: make(chan struct{}), changed: make(chan struct{}), cancel: func() {}}
+	return &stream{sent: time.Now(), opened: make(chan struct{}), changed: make(chan struct{}), cancel: func() {},
+		observe: func(string, string) {}}
 }
 
 // open sends the request as EventSource does, with Last-Event-ID when
@@ -219,6 +248,7 @@ func (s *stream) open(ctx context.Context, c *http.Client, url, lastID string) e
 		if ctx.Err() != nil {
 			s.status, s.statusLn = 0, fmt.Sprintf("no response headers within %v", time.Since(s.sent).Round(100*time.Millisecond))
 			s.seen.ended = true
+			s.observe("end", s.statusLn)
 			return nil
 		}
 		return fmt.Errorf("%w: %v", ErrUnreachable, err)
@@ -226,6 +256,14 @@ func (s *stream) open(ctx context.Context, c *http.Client, url, lastID string) e
 	s.headers = time.Since(s.sent)
 	s.status, s.statusLn, s.header, s.length, s.proto = resp.StatusCode, resp.Status, resp.Header, resp.ContentLength, resp.Proto
 	s.body = resp.Body
+	about := resp.Status + " over " + resp.Proto + ", Content-Type: " + resp.Header.Get("Content-Type")
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" {
+		about += ", Content-Encoding: " + enc
+	}
+	if lastID != "" {
+		about += " (asked with Last-Event-ID: " + lastID + ")"
+	}
+	s.observe("headers", about)
 	return nil
 }
 
@@ -276,10 +314,11 @@ func (s *stream) read() {
 		return
 	}
 	p := sse.NewParser(r)
-	p.OnComment = func(string) {
+	p.OnComment = func(text string) {
 		s.mu.Lock()
 		s.seen.comments = append(s.seen.comments, time.Since(s.sent))
 		s.mu.Unlock()
+		s.observe("comment", short(text))
 		s.notify()
 	}
 	for {
@@ -292,16 +331,43 @@ func (s *stream) read() {
 		s.seen.events = append(s.seen.events, arrival{time.Since(s.sent), ev, p.HadID()})
 		s.seen.retry, s.seen.hasRetry = p.Retry()
 		s.mu.Unlock()
+		about := ev.Type
+		if about == "" {
+			about = "message"
+		}
+		if p.HadID() {
+			about += " id " + strconv.Quote(ev.ID)
+		}
+		s.observe("event", about+": "+short(ev.Data))
 		s.notify()
 	}
 }
 
+// short is a value cut to a line's length for an observation.
+func short(v string) string {
+	const n = 80
+	if len(v) > n {
+		v = strings.ToValidUTF8(v[:n], "") + "…"
+	}
+	return strconv.Quote(v)
+}
+
 func (s *stream) finish(err error) {
 	s.mu.Lock()
-	if !s.stopped {
+	stopped := s.stopped
+	if !stopped {
 		s.seen.ended, s.seen.endAt, s.seen.endErr = true, time.Since(s.sent), err
 	}
 	s.mu.Unlock()
+	switch {
+	case stopped: // doctor's own doing
+	case s.noBody != "":
+		s.observe("end", "not read: "+s.noBody)
+	case err == nil || errors.Is(err, io.EOF):
+		s.observe("end", "the server ended the response")
+	default:
+		s.observe("end", "the response was cut: "+err.Error())
+	}
 	s.notify()
 }
 
@@ -448,10 +514,13 @@ type publisher struct {
 	mu     sync.Mutex
 	sentAt []time.Duration // since the stream's request, per post; -1: not accepted
 	errs   []string
+
+	observe func(what, detail string) // see Options.Observe
 }
 
 func newPublisher(c *http.Client, url string) *publisher {
-	return &publisher{c: c, url: url, nonce: fmt.Sprintf("doctor-%x", time.Now().UnixNano()&0xffffffffff), done: make(chan struct{})}
+	return &publisher{c: c, url: url, nonce: fmt.Sprintf("doctor-%x", time.Now().UnixNano()&0xffffffffff), done: make(chan struct{}),
+		observe: func(string, string) {}}
 }
 
 // run posts the events, postEvery apart, once the stream's headers came
@@ -497,17 +566,22 @@ func (p *publisher) run(ctx context.Context, s *stream) {
 		at := time.Since(s.sent)
 		resp, err := p.c.Do(req)
 		p.mu.Lock()
+		answer := ""
 		switch {
 		case err != nil:
 			p.sentAt = append(p.sentAt, -1)
 			p.errs = append(p.errs, err.Error())
+			answer = err.Error()
 		case resp.StatusCode/100 != 2:
 			p.sentAt = append(p.sentAt, -1)
 			p.errs = append(p.errs, resp.Status)
+			answer = resp.Status
 		default:
 			p.sentAt = append(p.sentAt, at)
+			answer = resp.Status
 		}
 		p.mu.Unlock()
+		p.observe("post", strconv.Quote(text)+" to "+p.url+": "+answer)
 		if resp != nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 			resp.Body.Close()

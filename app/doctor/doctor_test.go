@@ -313,9 +313,19 @@ func TestWholeResponseHeldBack(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	for path, fails := range map[string]string{"/held": "flush headers", "/flushed": ""} {
-		r, err := Run(t.Context(), Options{URL: srv.URL + path, Timeout: 10 * time.Second})
+		var headersAt time.Duration
+		r, err := Run(t.Context(), Options{URL: srv.URL + path, Timeout: 10 * time.Second, Observe: func(o Observation) {
+			if o.What == "headers" {
+				headersAt = o.At
+			}
+		}})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Observed as they came: a held response's headers after the
+		// last event was made (9 x 150 ms), a flushed one's at once.
+		if held := fails != ""; held != (headersAt >= 9*150*time.Millisecond) {
+			t.Errorf("%s: the headers observed at %v", path, headersAt)
 		}
 		var failed []string
 		for _, c := range r.Checks {
@@ -330,6 +340,38 @@ func TestWholeResponseHeldBack(t *testing.T) {
 		if c := r.Get("flush"); fails != "" && !strings.Contains(c.Detail, "held back until its end") {
 			t.Errorf("%s: flush says %q", path, c.Detail)
 		}
+	}
+}
+
+// Observe tells a run as it happens: both streams' headers (the second
+// asked with Last-Event-ID), the events, the comments, each post and its
+// answer, and when a held response's headers really came.
+func TestObserve(t *testing.T) {
+	srv := startEventServer(t, fault{})
+	var mu sync.Mutex
+	var seen []Observation
+	_, err := Run(t.Context(), Options{URL: srv.URL + "/events", Publish: srv.URL + "/publish", Timeout: 10 * time.Second,
+		Observe: func(o Observation) { mu.Lock(); seen = append(seen, o); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	count := map[string]int{}
+	for _, o := range seen {
+		count[fmt.Sprint(o.Stream, " ", o.What)]++
+		if o.Stream == 2 && o.What == "headers" && !strings.Contains(o.Detail, "Last-Event-ID: ") {
+			t.Errorf("the reconnection's headers: %q, want the Last-Event-ID it asked with", o.Detail)
+		}
+		if o.Stream == 0 && !strings.Contains(o.Detail, "204 No Content") {
+			t.Errorf("a post: %q, want its answer", o.Detail)
+		}
+	}
+	if len(seen) == 0 || seen[0].Stream != 1 || seen[0].What != "headers" || !strings.Contains(seen[0].Detail, "200 OK over HTTP/1.1") {
+		t.Errorf("first observation %+v, want the stream's headers", seen[:min(1, len(seen))])
+	}
+	if count["0 post"] != 5 || count["1 event"] < 5 || count["1 comment"] < 1 || count["2 headers"] != 1 || count["2 event"] < 1 {
+		t.Errorf("observations %v, want 5 posts, their events, a keepalive, and the reconnection with its replay", count)
 	}
 }
 
