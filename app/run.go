@@ -43,7 +43,7 @@ const usage = `usage:
   sselab [serve] [flags]                                   serve the site (sselab serve -h lists the flags)
   sselab client [-H host] [-P port] [-r ms] [-d] TOKEN     follow a token's stream, print its events
   sselab request [-H host] [-P port] [-j] TOKEN ACTION [DATA]   post ping, close or retry to a token
-  sselab doctor [-json] [-publish URL] [-timeout D] URL    check any SSE endpoint, through its proxies
+  sselab doctor [-json] [-v] [-publish URL] [-timeout D] URL  check any SSE endpoint, through its proxies
 `
 
 // quiet treats -h as success: the usage was printed.

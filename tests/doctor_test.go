@@ -106,6 +106,16 @@ func TestDoctorCommand(t *testing.T) {
 		t.Errorf("a sound stream: exit %d, want 0, with a line per check:\n%s", code, out)
 	}
 
+	// -v: what doctor sees, as it happens, on stderr; stdout unchanged.
+	cmd := exec.Command(binary(t), "doctor", "-v", "-timeout", "8s", s.URL+"/eventsource/event_sender?interval=100ms")
+	var vout, verr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &vout, &verr
+	if err := cmd.Run(); err != nil || strings.Count(vout.String(), "\n") != len(doctor.Names) ||
+		!strings.Contains(verr.String(), "stream 1  headers  200 OK over HTTP/1.1") || strings.Count(verr.String(), "stream 1  event ") != 10 ||
+		!strings.Contains(verr.String(), "stream 1  end      the server ended the response") {
+		t.Errorf("-v: %v, want the verdicts on stdout and the run on stderr:\n%s\n%s", err, vout.String(), verr.String())
+	}
+
 	// A page is no stream: content-type fails.
 	out, code = run("-timeout", "5s", s.URL+"/chat/")
 	if code != 1 || !strings.Contains(out, "fail content-type: text/html") {

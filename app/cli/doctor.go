@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"sselab/app/doctor"
@@ -37,7 +38,8 @@ func Doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	asJSON := fs.Bool("json", false, `print {"url": ..., "checks": [{"name": ..., "status": ..., "detail": ...}]}`)
 	publish := fs.String("publish", "", "POST events of doctor's own here (a form with the fields data and message) and time each one's arrival")
 	timeout := fs.Duration("timeout", 20*time.Second, "the whole check takes at most this long")
-	const usage = "sselab doctor [-json] [-publish URL] [-timeout DURATION] URL"
+	verbose := fs.Bool("v", false, "print to stderr what doctor sees and does as it happens (headers, events, comments, posts, the end, the reconnection)")
+	const usage = "sselab doctor [-json] [-v] [-publish URL] [-timeout DURATION] URL"
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s\n", usage)
 		fs.PrintDefaults()
@@ -52,7 +54,20 @@ func Doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return Exit{2, fmt.Errorf("usage: %s", usage)}
 	}
-	r, err := doctor.Run(ctx, doctor.Options{URL: fs.Arg(0), Publish: *publish, Timeout: *timeout})
+	o := doctor.Options{URL: fs.Arg(0), Publish: *publish, Timeout: *timeout}
+	if *verbose {
+		var mu sync.Mutex // doctor observes from several goroutines
+		o.Observe = func(ob doctor.Observation) {
+			who := "doctor  "
+			if ob.Stream > 0 {
+				who = fmt.Sprintf("stream %d", ob.Stream)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(stderr, "%8.3fs  %s  %-8s %s\n", ob.At.Seconds(), who, ob.What, ob.Detail)
+		}
+	}
+	r, err := doctor.Run(ctx, o)
 	if err != nil {
 		return Exit{2, err}
 	}
