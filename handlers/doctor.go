@@ -126,7 +126,16 @@ func (h *Doctor) Run(c echo.Context) error {
 	}()
 	defer func() { cancel(); <-finished }()
 
-	return sse.Loop(c.Request().Context(), s, h.keepalive, seen.ready, func() (bool, error) {
+	reqCtx := c.Request().Context()
+	return sse.Loop(reqCtx, s, h.keepalive, seen.ready, func() (bool, error) {
+		if reqCtx.Err() != nil {
+			// The run was stopped with its request (the server is
+			// stopping, say): what it saw last is doctor being cut off,
+			// not the endpoint. No report; the parting word, as Loop
+			// gives it.
+			sse.Part(reqCtx, s)
+			return true, nil
+		}
 		// What doctor saw so far, as it saw it: one seen event each.
 		for _, ob := range seen.take() {
 			data, err := json.Marshal(seenEvent{AtMS: ob.At.Milliseconds(), Stream: ob.Stream, What: ob.What, Detail: ob.Detail})

@@ -235,6 +235,42 @@ func TestDoctorPageLimits(t *testing.T) {
 	}
 }
 
+// A restart in the middle of a run: the server stops within 5 s, the
+// run's stream ends cleanly with rule 8's retry, and the run (its own
+// stream to the server included) does not hold the shutdown.
+func TestDoctorPageShutdownMidRun(t *testing.T) {
+	s := startServer(t) // keepalive 15 s: the token run would last most of 20 s
+	_, p := openStream(t, s.URL+"/doctor/run?target=tokens")
+	if ev := next(t, p, 5*time.Second); ev.Type != "started" {
+		t.Fatalf("first event %q, want started", ev.Type)
+	}
+	eventually(t, 5*time.Second, "doctor's own stream open", func() bool {
+		return metric(t, s.URL, `sselab_open_streams{route="/tokens/:token/poll"}`) == 1
+	})
+	start := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("shutdown took %v with a run under way, want under 5s", took)
+	}
+	for {
+		ev, err := p.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the run's stream: %v, want a clean end", err)
+		}
+		if ev.Type == "done" || ev.Type == "check" {
+			t.Errorf("a %s event after the server stopped the run", ev.Type)
+		}
+	}
+	if r, ok := p.Retry(); !ok || r < time.Second || r > 5*time.Second {
+		t.Errorf("retry %v (sent %v), want one of 1-5 s", r, ok)
+	}
+}
+
 // Many visitors at once: ten ask together, exactly two run, the rest are
 // refused, and every run that ran gives its whole report.
 func TestDoctorPageManyVisitors(t *testing.T) {
