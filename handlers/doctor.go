@@ -67,8 +67,9 @@ func (h *Doctor) Page(c echo.Context) error {
 	return render(c, http.StatusOK, views.DoctorPage(views.DoctorVM{Targets: h.targets, Timeout: DoctorTimeout, Runs: DoctorRuns}))
 }
 
-// Run checks ?target= and streams a started event, a seen event (JSON: at,
-// stream, what, detail) for each thing doctor sees or does as it happens,
+// Run checks ?target= and streams a started event, a seen event (JSON:
+// at_ms, stream, what, detail) for each thing doctor sees or does as it
+// happens,
 // one check event per check (JSON: name, status, detail) and a done
 // event, then ends. The page closes its EventSource on done, so the end is
 // not a reconnect.
@@ -154,20 +155,25 @@ func (h *Doctor) Run(c echo.Context) error {
 		if runErr != nil {
 			return true, s.Send(sse.Event{Type: "failed", Data: "doctor could not check " + o.URL + ": " + runErr.Error()})
 		}
-		counts := map[doctor.Status]int{}
-		for _, ch := range report.Checks {
-			data, err := json.Marshal(ch)
-			if err != nil {
-				return true, err
-			}
-			counts[ch.Status]++
-			if err := s.Send(sse.Event{Type: "check", Data: string(data)}); err != nil {
-				return true, err
-			}
-		}
-		return true, s.Send(sse.Event{Type: "done",
-			Data: fmt.Sprintf("%d pass, %d warn, %d fail", counts[doctor.Pass], counts[doctor.Warn], counts[doctor.Fail])})
+		return true, sendReport(s, report)
 	})
+}
+
+// sendReport sends a check event per check, then done with the counts.
+func sendReport(s *sse.Stream, r doctor.Report) error {
+	counts := map[doctor.Status]int{}
+	for _, ch := range r.Checks {
+		data, err := json.Marshal(ch)
+		if err != nil {
+			return err
+		}
+		counts[ch.Status]++
+		if err := s.Send(sse.Event{Type: "check", Data: string(data)}); err != nil {
+			return err
+		}
+	}
+	return s.Send(sse.Event{Type: "done",
+		Data: fmt.Sprintf("%d pass, %d warn, %d fail", counts[doctor.Pass], counts[doctor.Warn], counts[doctor.Fail])})
 }
 
 // seenEvent is the data of a seen event: when (ms since the run began),
