@@ -139,12 +139,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Transport: &http.Transport{
+		tr := &http.Transport{
 			Proxy:              http.ProxyFromEnvironment,
 			DialContext:        (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			ForceAttemptHTTP2:  true,
 			DisableCompression: true, // doctor asks for compression itself, to see what it gets
-		}}
+		}
+		defer tr.CloseIdleConnections() // nothing of the run outlives it
+		o.Client = &http.Client{Transport: tr}
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
@@ -212,7 +214,8 @@ type stream struct {
 	seen    view          // what came so far; copies of it are judged
 	stopped bool          // doctor stopped watching: what ends the read then is doctor
 
-	observe func(what, detail string) // see Options.Observe
+	observe  func(what, detail string) // see Options.Observe
+	readDone chan struct{}             // closed when the reading goroutine ends (see startRead)
 }
 
 func newStream() *stream {
@@ -303,6 +306,23 @@ func (t *timedReader) Read(p []byte) (int, error) {
 		t.s.mu.Unlock()
 	}
 	return n, err
+}
+
+// startRead reads the stream in a goroutine of its own; waitRead, once the
+// stream is cancelled, waits for that goroutine, so that nothing of a run
+// (an observation, say) outlives Run.
+func (s *stream) startRead() {
+	s.readDone = make(chan struct{})
+	go func() {
+		defer close(s.readDone)
+		s.read()
+	}()
+}
+
+func (s *stream) waitRead() {
+	if s.readDone != nil {
+		<-s.readDone
+	}
 }
 
 // read parses the stream until it ends or is cancelled.
@@ -407,6 +427,7 @@ func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
 		s.seen.watched, s.stopped = time.Since(s.sent), true
 		s.mu.Unlock()
 		s.cancel()
+		s.waitRead()
 	}()
 	if s.body == nil {
 		return
@@ -415,7 +436,7 @@ func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
 		s.body.Close()
 		return
 	}
-	go s.read()
+	s.startRead()
 	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
 	for {
@@ -447,14 +468,20 @@ func pubDone(p *publisher) <-chan struct{} {
 // watchReplay reads a resumed stream until it has want events and a short
 // while more (to see a duplicate), until it ends, or until ctx ends.
 func (s *stream) watchReplay(ctx context.Context, want int) {
-	defer s.cancel()
+	defer func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		s.cancel()
+		s.waitRead()
+	}()
 	if s.body == nil || s.status != http.StatusOK {
 		if s.body != nil {
 			s.body.Close()
 		}
 		return
 	}
-	go s.read()
+	s.startRead()
 	var grace <-chan time.Time
 	for {
 		s.mu.Lock()
