@@ -78,7 +78,26 @@ type Broker struct {
 	instMu    sync.Mutex
 	instAt    time.Time
 	instances []string // the live instances when last read
+
+	pubs chan *publishing // to the batch writers (see batchWriter)
 }
+
+// publishing is one Publish's script call, as the batch writers take it.
+type publishing struct {
+	keys []string
+	args []any
+	res  []string
+	err  error
+	done chan struct{}
+}
+
+// Publishing: posts that come together go to Redis together. A few batch
+// writers each take every publish waiting and send them as one pipeline:
+// one write and one read for many posts where each would make its own.
+const (
+	batchWriters = 4
+	batchMost    = 64
+)
 
 var (
 	_ hub.Broker       = (*Broker)(nil)
@@ -151,14 +170,18 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 		followers: map[string]*follower{},
 		presence:  map[string]presence{},
 		left:      make(chan struct{}, 1),
+		pubs:      make(chan *publishing, batchMost),
 	}
 	// Subscribed from the start to a channel of its own, so that the
 	// connection is in Pub/Sub mode and answers pings as such.
 	r.ps = rdb.Subscribe(ctx, r.selfChannel())
-	r.wg.Add(3)
+	r.wg.Add(3 + batchWriters)
 	go r.listen()
 	go r.heartbeat()
 	go r.forget()
+	for range batchWriters {
+		go r.batchWriter()
+	}
 	return r, nil
 }
 
@@ -272,7 +295,7 @@ func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 	for _, name := range channels {
 		args = append(args, eventsChannel(name))
 	}
-	res, err := publishScript.Run(ctx, r.rdb, keys, append(args, fields...)...).StringSlice()
+	res, err := r.runPublish(ctx, keys, append(args, fields...))
 	if err != nil {
 		return unavailable(err)
 	}
@@ -291,6 +314,73 @@ func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 		r.appendNext(name, res[2*i], local, res[2*i+1], true)
 	}
 	return nil
+}
+
+// runPublish hands the script call to the batch writers and waits for its
+// result. A caller that gives up (its context ends) leaves the call to
+// finish without it: the event is published, and Pub/Sub brings it.
+func (r *Broker) runPublish(ctx context.Context, keys []string, args []any) ([]string, error) {
+	p := &publishing{keys: keys, args: args, done: make(chan struct{})}
+	select {
+	case r.pubs <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.ctx.Done():
+		return nil, errors.New("the broker is closed")
+	}
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.ctx.Done():
+		return nil, errors.New("the broker is closed")
+	}
+}
+
+// batchWriter sends the publishes waiting, up to batchMost, as one
+// pipeline, and answers each. A script Redis no longer has (after a
+// restart) is loaded again by the call that finds it missing.
+func (r *Broker) batchWriter() {
+	defer r.wg.Done()
+	batch := make([]*publishing, 0, batchMost)
+	cmds := make([]*redis.Cmd, 0, batchMost)
+	for {
+		batch = batch[:0]
+		select {
+		case p := <-r.pubs:
+			batch = append(batch, p)
+		case <-r.ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < batchMost {
+			select {
+			case p := <-r.pubs:
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		// Bounded like a request: a Redis that stops answering fails the
+		// batch instead of holding its writer.
+		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		cmds = cmds[:0]
+		r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, p := range batch {
+				cmds = append(cmds, publishScript.EvalSha(ctx, pl, p.keys, p.args...))
+			}
+			return nil
+		})
+		for i, p := range batch {
+			p.res, p.err = cmds[i].StringSlice()
+			if p.err != nil && redis.HasErrorPrefix(p.err, "NOSCRIPT") {
+				p.res, p.err = publishScript.Run(ctx, r.rdb, p.keys, p.args...).StringSlice()
+			}
+			close(p.done)
+		}
+		cancel()
+	}
 }
 
 // fieldMap is encodeMessage's fields as XRANGE gives them.
