@@ -134,13 +134,19 @@ func newTab(t *testing.T, ctx context.Context, private bool) context.Context {
 	return tab
 }
 
-func evalBool(t *testing.T, ctx context.Context, js string) bool {
+// eval evaluates js in the page and returns its value as a T.
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
 	if err != nil {
 		t.Fatalf("evaluating %s: %v", js, err)
 	}
 	return v
+}
+
+func evalBool(t *testing.T, ctx context.Context, js string) bool {
+	t.Helper()
+	return eval[bool](t, ctx, js)
 }
 
 // Two tabs on /chat/ see each other's messages, and a message that looks

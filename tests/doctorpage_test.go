@@ -329,17 +329,17 @@ func TestBrowserDoctorPage(t *testing.T) {
 		return strings.HasPrefix(text(t, ctx, "summary"), "Done:")
 	})
 	for check, want := range map[string]string{"headers": "fail", "flush": "fail", "status": "pass", "content-type": "pass"} {
-		got := evalString(t, ctx, `document.querySelector("tr[data-check='`+check+`']")?.dataset.status ?? "none"`)
+		got := eval[string](t, ctx, `document.querySelector("tr[data-check='`+check+`']")?.dataset.status ?? "none"`)
 		if got != want {
 			t.Errorf("%s: %s, want %s", check, got, want)
 		}
 	}
-	if rows := evalString(t, ctx, `String(document.querySelectorAll("[data-testid=checks] tbody tr").length)`); rows != "11" {
+	if rows := eval[string](t, ctx, `String(document.querySelectorAll("[data-testid=checks] tbody tr").length)`); rows != "11" {
 		t.Errorf("%s rows, want 11", rows)
 	}
 	// The log of what doctor saw: the ten events, and the headers that
 	// came with them, 4.5 s in.
-	if got := evalString(t, ctx, `const seen = [...document.querySelectorAll("[data-testid=seen] li[data-stream='1']")];
+	if got := eval[string](t, ctx, `const seen = [...document.querySelectorAll("[data-testid=seen] li[data-stream='1']")];
 		seen.filter(li => li.dataset.what === "event").length + " " +
 		(Number(seen.find(li => li.dataset.what === "headers")?.dataset.atMs) >= 4000)`); got != "10 true" {
 		t.Errorf("seen log: %q, want 10 events and the headers after 4 s", got)
@@ -349,7 +349,7 @@ func TestBrowserDoctorPage(t *testing.T) {
 	eventually(t, 5*time.Second, "the run's response ended", func() bool {
 		return metric(t, s.URL, `sselab_http_requests_total{code="200",route="/doctor/run"}`) == 1
 	})
-	if st := evalString(t, ctx, `document.body.dataset.doctor + " " + document.querySelector("[data-testid=run]").disabled`); st != "idle false" {
+	if st := eval[string](t, ctx, `document.body.dataset.doctor + " " + document.querySelector("[data-testid=run]").disabled`); st != "idle false" {
 		t.Errorf("after the report: %q, want the page idle and its button enabled", st)
 	}
 }
@@ -388,19 +388,10 @@ func TestBrowserDoctorBackForward(t *testing.T) {
 	}
 	// Read by script: chromedp's DOM queries do not follow a page
 	// restored from the cache.
-	if got := evalString(t, ctx, `document.querySelector("[data-testid=summary]").textContent`); !strings.Contains(got, "The run stopped when you left the page") {
+	if got := eval[string](t, ctx, `document.querySelector("[data-testid=summary]").textContent`); !strings.Contains(got, "The run stopped when you left the page") {
 		t.Errorf("summary: %q, want the run said stopped", got)
 	}
 	if !evalBool(t, ctx, `!document.querySelector("[data-testid=run]").disabled`) {
 		t.Error("the run button is still disabled")
 	}
-}
-
-func evalString(t *testing.T, ctx context.Context, js string) string {
-	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-	if err != nil {
-		t.Fatalf("evaluating %s: %v", js, err)
-	}
-	return s
 }
