@@ -106,8 +106,8 @@ const crossOrigin = "cross-origin request refused: this site accepts state-chang
 
 // sameOrigin refuses cross-origin requests to a route that changes state
 // on GET too (the seed's toggles, a doctor run that posts pings):
-// http.CrossOriginProtection lets safe
-// methods through, so it is asked as if the request were a POST.
+// http.CrossOriginProtection lets safe methods through, so it is asked as
+// if the request were a POST.
 func sameOrigin(cop *http.CrossOriginProtection) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {

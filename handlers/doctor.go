@@ -127,16 +127,10 @@ func (h *Doctor) Run(c echo.Context) error {
 	}()
 	defer func() { cancel(); <-finished }()
 
-	reqCtx := c.Request().Context()
-	return sse.Loop(reqCtx, s, h.keepalive, seen.ready, func() (bool, error) {
-		if reqCtx.Err() != nil {
-			// The run was stopped with its request (the server is
-			// stopping, say): what it saw last is doctor being cut off,
-			// not the endpoint. No report; the parting word, as Loop
-			// gives it.
-			sse.Part(reqCtx, s)
-			return true, nil
-		}
+	// A run stopped with its request (a restart, say) gets no report: what
+	// it saw last is doctor being cut off, not the endpoint. Loop gives
+	// the end of the request precedence over what is ready.
+	return sse.Loop(c.Request().Context(), s, h.keepalive, seen.ready, func() (bool, error) {
 		// What doctor saw so far, as it saw it: one seen event each.
 		for _, ob := range seen.take() {
 			data, err := json.Marshal(seenEvent{AtMS: ob.At.Milliseconds(), Stream: ob.Stream, What: ob.What, Detail: ob.Detail})

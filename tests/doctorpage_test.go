@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -148,7 +149,7 @@ func TestDoctorPageRuns(t *testing.T) {
 					t.Errorf("%s %s: %s; want pass", c.Status, name, c.Detail)
 				}
 			}
-			if want := len(tc.fail); !strings.HasSuffix(run.done, ", "+string(rune('0'+want))+" fail") {
+			if want := len(tc.fail); !strings.HasSuffix(run.done, fmt.Sprintf(", %d fail", want)) {
 				t.Errorf("done: %q, want %d fail", run.done, want)
 			}
 			// What doctor saw, streamed as it saw it.

@@ -102,8 +102,9 @@ func Part(ctx context.Context, s *Stream) {
 // which writes whatever is due; every keepalive interval it sends a comment.
 // It returns nil when ctx ends (the client left, or the server is stopping:
 // then it sends the parting event first, see Part) or step reports done,
-// and the write error when a write fails. ready is a function so that
-// sources whose wake-up channel changes can be used.
+// and the write error when a write fails. The end of ctx comes first: once
+// it has ended, nothing else is written, whatever else is ready. ready is
+// a function so that sources whose wake-up channel changes can be used.
 func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready func() <-chan T, step func() (done bool, err error)) error {
 	tick := time.NewTicker(keepalive)
 	defer tick.Stop()
@@ -113,15 +114,34 @@ func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready 
 			Part(ctx, s)
 			return nil
 		case <-tick.C:
+			if ended(ctx) {
+				Part(ctx, s)
+				return nil
+			}
 			if err := s.Comment("keepalive"); err != nil {
 				return err
 			}
 		case <-ready():
+			if ended(ctx) {
+				Part(ctx, s)
+				return nil
+			}
 			done, err := step()
 			if err != nil || done {
 				return err
 			}
 		}
+	}
+}
+
+// ended reports, without waiting, whether ctx has ended: select picks at
+// random among what is ready, and a stream that ended writes no more.
+func ended(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
 	}
 }
 

@@ -130,3 +130,26 @@ func TestLoopSendsThePartingEventOfItsCause(t *testing.T) {
 		})
 	}
 }
+
+// An ended context comes first: with events ready too, Loop writes none of
+// them, only the parting event.
+func TestLoopEndsBeforeWhatIsReady(t *testing.T) {
+	for range 100 { // select picks at random: give it many chances to pick wrong
+		w := ssetest.NewRecorder()
+		s, _ := sse.Open(w)
+		ctx, cancel := context.WithCancelCause(t.Context())
+		cancel(leaving{})
+		ready := make(chan struct{})
+		close(ready) // always ready
+		steps := 0
+		if err := sse.Loop(ctx, s, time.Minute, func() <-chan struct{} { return ready }, func() (bool, error) {
+			steps++
+			return false, s.Send(sse.Event{Data: "late"})
+		}); err != nil {
+			t.Fatalf("Loop: %v", err)
+		}
+		if got := w.Flushed(); steps != 0 || got != ": bye\nretry: 2500\n\n" {
+			t.Fatalf("%d steps, flushed %q: want only the parting event", steps, got)
+		}
+	}
+}

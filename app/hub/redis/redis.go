@@ -326,7 +326,7 @@ func (r *Broker) runPublish(ctx context.Context, keys []string, args []any) ([]s
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-r.ctx.Done():
-		return nil, errors.New("the broker is closed")
+		return nil, errClosed
 	}
 	select {
 	case <-p.done:
@@ -334,9 +334,11 @@ func (r *Broker) runPublish(ctx context.Context, keys []string, args []any) ([]s
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-r.ctx.Done():
-		return nil, errors.New("the broker is closed")
+		return nil, errClosed
 	}
 }
+
+var errClosed = errors.New("the broker is closed")
 
 // batchWriter sends the publishes waiting, up to batchMost, as one
 // pipeline, and answers each. A script Redis no longer has (after a
@@ -407,28 +409,25 @@ func (r *Broker) maxLen(channel string) int {
 // first reading.
 func (r *Broker) roomFor(ctx context.Context, n int) error {
 	r.memMu.Lock()
-	refresh := !r.memReading && (time.Since(r.memAt) > time.Second || r.memSince > 1<<20)
-	if refresh && !r.memAt.IsZero() {
+	defer r.memMu.Unlock()
+	if !r.memReading && (time.Since(r.memAt) > time.Second || r.memSince > 1<<20) {
 		r.memReading = true
-		counted := r.memSince // what the reading will include
-		r.memMu.Unlock()
+		// Before the first reading there is nothing to go on with: the
+		// others wait for it, holding the lock.
+		first, counted := r.memAt.IsZero(), r.memSince // counted: what the reading will include
+		if !first {
+			r.memMu.Unlock()
+		}
 		info, err := r.rdb.Info(ctx, "memory").Result()
-		r.memMu.Lock()
+		if !first {
+			r.memMu.Lock()
+		}
 		r.memReading = false
 		if err != nil {
-			r.memMu.Unlock()
 			return unavailable(err)
 		}
 		r.memUsed, r.memAt, r.memSince = usedMemory(info), time.Now(), r.memSince-counted
-	} else if refresh { // the first reading: everyone waits for it
-		info, err := r.rdb.Info(ctx, "memory").Result()
-		if err != nil {
-			r.memMu.Unlock()
-			return unavailable(err)
-		}
-		r.memUsed, r.memAt, r.memSince = usedMemory(info), time.Now(), 0
 	}
-	defer r.memMu.Unlock()
 	if r.memUsed+r.memSince > r.opts.StoreBytes {
 		return fmt.Errorf("%w: Redis holds %d bytes, past the bound of %d", hub.ErrFull, r.memUsed+r.memSince, r.opts.StoreBytes)
 	}
