@@ -131,6 +131,16 @@ func (h *Doctor) Run(c echo.Context) error {
 	// it saw last is doctor being cut off, not the endpoint. Loop gives
 	// the end of the request precedence over what is ready.
 	return sse.Loop(c.Request().Context(), s, h.keepalive, seen.ready, func() (bool, error) {
+		// Whether the run has finished is read before what it saw is taken:
+		// Run returns only once its last observation is made, so a
+		// finished run's observations are all taken here, none left behind
+		// its report.
+		var over bool
+		select {
+		case <-finished:
+			over = true
+		default:
+		}
 		// What doctor saw so far, as it saw it: one seen event each.
 		for _, ob := range seen.take() {
 			data, err := json.Marshal(seenEvent{AtMS: ob.At.Milliseconds(), Stream: ob.Stream, What: ob.What, Detail: ob.Detail})
@@ -141,9 +151,7 @@ func (h *Doctor) Run(c echo.Context) error {
 				return true, err
 			}
 		}
-		select {
-		case <-finished:
-		default:
+		if !over {
 			return false, nil
 		}
 		if runErr != nil {
