@@ -272,8 +272,9 @@ func TestDoctorPageShutdownMidRun(t *testing.T) {
 	}
 }
 
-// Many visitors at once: ten ask together, exactly two run, the rest are
-// refused, and every run that ran gives its whole report.
+// Many visitors at once: ten ask together; two run (a few more only if a
+// run ended before a late request came), the rest are refused, and every
+// run that ran gives its whole report.
 func TestDoctorPageManyVisitors(t *testing.T) {
 	s := startServer(t)
 	var wg sync.WaitGroup
