@@ -1,42 +1,60 @@
 package app
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"sselab/app/cli"
+	"sselab/app/doctor"
+	"sselab/app/hub"
+	"sselab/app/timefeed"
 	"sselab/app/tokens"
 	"sselab/assets"
 	"sselab/handlers"
 	"sselab/views"
 )
 
-// route is one entry of the site. The home page's route table is made from
+// Route is one entry of the site. The home page's route table is made from
 // the same entries that are registered, so it cannot drift from what is
 // served.
-type route struct {
-	methods []string
-	path    string
-	handler echo.HandlerFunc
-	stream  bool   // text/event-stream: no gzip, counted, capped, cut on shutdown
-	changes bool   // changes state on GET too: cross-origin requests refused
-	doc     string // for the route table
-	curl    string // for the route table; {base} becomes the site's URL
-	// doctor is what the doctor page offers to check on this route, each
-	// with the lesson it shows: deleting a demo deletes its targets too.
-	doctor []views.DoctorTarget
+type Route struct {
+	Methods []string
+	Path    string
+	Handler echo.HandlerFunc
+	Stream  bool   // text/event-stream: no gzip, counted, capped, cut on shutdown
+	Changes bool   // changes state on GET too: cross-origin requests refused
+	Doc     string // for the route table
+	Curl    string // for the route table; {base} becomes the site's URL
 }
 
-// demo is one demo of the site. This table feeds the routes, the nav, the
-// home page's cards and its route table: a new demo is a handler file, a
-// view, a script, and one entry here.
-type demo struct {
-	title  string // the card's title
-	nav    string // the nav's label
-	href   string // the demo's page
-	seed   string // the write-up it reproduces
-	lesson string
-	routes []route
+// Command is a subcommand of the sselab binary that a demo brings.
+type Command struct {
+	Name, Usage string
+	Run         func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// Demo is one unit of the site: its card and nav entry, its routes, what
+// it registers with the hub, and the commands it adds. Nothing outside its
+// entry in Demos and its own files names it, so deleting those removes it.
+type Demo struct {
+	Title  string // the card's title
+	Nav    string // the nav's label
+	Href   string // the demo's page
+	Seed   string // the write-up it reproduces
+	Lesson string
+	// Funcs are the per-subscriber functions its publishes name, and
+	// State the channels that carry a current value rather than events
+	// (see hub.Options); the broker is made with every demo's.
+	Funcs map[string]hub.Func
+	State []string
+	// Routes makes its handlers; site, the routes of every demo served,
+	// is there for a demo that works on the others' (the doctor page).
+	Routes   func(d Deps, site []Route) []Route
+	Commands []Command
 }
 
 var (
@@ -45,173 +63,160 @@ var (
 	getPost = []string{http.MethodGet, http.MethodPost}
 )
 
-// demos is every demo, in the order the nav and the home page show them.
-func demos(d Deps) []demo {
-	// Each entry makes its own handlers, so that it stands alone: deleting
-	// a demo is deleting its entry.
-	return []demo{
-		{title: "Time feed", nav: "Time feed", href: "/time/", seed: "CherryPy time feed",
-			lesson: "A response that ends makes EventSource reconnect after the retry delay, so a short response per event is polling in disguise. A response that is not text/event-stream stops the retries for good.",
-			routes: func() []route {
-				tf := handlers.NewTimeFeed(d.Feed, d.Metrics, d.Config.Retry, d.Config.Keepalive)
-				return []route{
-					{methods: get, path: "/time/", handler: tf.Page, doc: "Time feed page (the CherryPy seed).", curl: "curl {base}/time/"},
-					{methods: get, path: "/time/sendTime", handler: tf.Send, stream: true,
-						doc:  "One time event per short response; ?mode=stream&interval=250ms for one long-lived stream.",
-						curl: "curl -N '{base}/time/sendTime?mode=stream&interval=250ms'"},
-					{methods: getPost, path: "/time/timeSwitch", handler: tf.ToggleFeed, changes: true, doc: "Toggle the feed (it starts off).", curl: "curl -X POST {base}/time/timeSwitch"},
-					{methods: getPost, path: "/time/typeSwitch", handler: tf.ToggleType, changes: true, doc: "Toggle the content-type switch: sendTime answers text/plain.", curl: "curl -X POST {base}/time/typeSwitch"},
-					{methods: get, path: "/time/status", handler: tf.Status, doc: "Both switches as JSON.", curl: "curl {base}/time/status"},
+// Demos is every demo, in the order the nav and the home page show them.
+// To remove one, delete its entry and its files (the README lists them).
+// The chat and its server-rendered fragments are one demo (one channel,
+// each message published once with every rendering). The doctor is a tool:
+// its page checks those of its targets whose routes are served, and its
+// command any endpoint.
+func Demos() []Demo {
+	return []Demo{
+		{Title: "Time feed", Nav: "Time feed", Href: "/time/", Seed: "CherryPy time feed",
+			Lesson: "A response that ends makes EventSource reconnect after the retry delay, so a short response per event is polling in disguise. A response that is not text/event-stream stops the retries for good.",
+			Routes: func(d Deps, _ []Route) []Route {
+				tf := handlers.NewTimeFeed(new(timefeed.Feed), d.Metrics, d.Config.Retry, d.Config.Keepalive)
+				return []Route{
+					{Methods: get, Path: "/time/", Handler: tf.Page, Doc: "Time feed page (the CherryPy seed).", Curl: "curl {base}/time/"},
+					{Methods: get, Path: "/time/sendTime", Handler: tf.Send, Stream: true,
+						Doc:  "One time event per short response; ?mode=stream&interval=250ms for one long-lived stream.",
+						Curl: "curl -N '{base}/time/sendTime?mode=stream&interval=250ms'"},
+					{Methods: getPost, Path: "/time/timeSwitch", Handler: tf.ToggleFeed, Changes: true, Doc: "Toggle the feed (it starts off).", Curl: "curl -X POST {base}/time/timeSwitch"},
+					{Methods: getPost, Path: "/time/typeSwitch", Handler: tf.ToggleType, Changes: true, Doc: "Toggle the content-type switch: sendTime answers text/plain.", Curl: "curl -X POST {base}/time/typeSwitch"},
+					{Methods: get, Path: "/time/status", Handler: tf.Status, Doc: "Both switches as JSON.", Curl: "curl {base}/time/status"},
 				}
-			}()},
-		{title: "Finite generator", nav: "Generator", href: "/eventsource/page", seed: "Pylons finite generator",
-			lesson: "Ten events flushed one by one, then the response ends and the browser starts the generator again. Anything that buffers the body between handler and socket holds every event back until the end.",
-			routes: func() []route {
+			}},
+		{Title: "Finite generator", Nav: "Generator", Href: "/eventsource/page", Seed: "Pylons finite generator",
+			Lesson: "Ten events flushed one by one, then the response ends and the browser starts the generator again. Anything that buffers the body between handler and socket holds every event back until the end.",
+			Routes: func(d Deps, _ []Route) []Route {
 				gen := handlers.NewGenerator(d.Metrics)
-				return []route{
-					{methods: get, path: "/eventsource/page", handler: gen.Page, doc: "Finite generator page (the Pylons seed).", curl: "curl {base}/eventsource/page"},
-					{methods: get, path: "/eventsource/js", handler: gen.JS, doc: "The page's script.", curl: "curl {base}/eventsource/js"},
-					{methods: get, path: "/eventsource/event_sender", handler: gen.Send, stream: true,
-						doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
-						curl: "curl -N '{base}/eventsource/event_sender?interval=200ms'",
-						doctor: []views.DoctorTarget{
-							{Name: "generator", Label: "The finite generator", Path: "/eventsource/event_sender",
-								Expect: "Flush passes, judged from the generator's own 500 ms spacing; the stream ends after ten events, and ids warn: the generator sends none unless asked (?resume=1)."},
-							{Name: "buffered", Label: "The generator behind buffering middleware (the Pylons lesson)", Path: "/eventsource/event_sender?buffered=1",
-								Expect: "Headers and flush fail: a layer that collects the body holds the headers and all ten events until the end. This is what a buffering proxy or a compressor does to a stream."},
-						}},
+				return []Route{
+					{Methods: get, Path: "/eventsource/page", Handler: gen.Page, Doc: "Finite generator page (the Pylons seed).", Curl: "curl {base}/eventsource/page"},
+					{Methods: get, Path: "/eventsource/js", Handler: gen.JS, Doc: "The page's script.", Curl: "curl {base}/eventsource/js"},
+					{Methods: get, Path: "/eventsource/event_sender", Handler: gen.Send, Stream: true,
+						Doc:  "count events (default 10) interval apart (default 500ms), then the end; ?resume=1 for ids and 204; ?buffered=1 to see buffering.",
+						Curl: "curl -N '{base}/eventsource/event_sender?interval=200ms'"},
 				}
-			}()},
-		{title: "Visits", nav: "Visits", href: "/visits/", seed: "Python Publisher library",
-			lesson: "Channels, a publish that is a function of each subscriber, initial data and a subscriber list. Every event has an id in a bounded history, so a reconnect replays what it missed, and a slow subscriber is cut off instead of slowing the rest.",
-			routes: func() []route {
+			}},
+		{Title: "Visits", Nav: "Visits", Href: "/visits/", Seed: "Python Publisher library",
+			Lesson: "Channels, a publish that is a function of each subscriber, initial data and a subscriber list. Every event has an id in a bounded history, so a reconnect replays what it missed, and a slow subscriber is cut off instead of slowing the rest.",
+			Funcs:  map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
+			State:  []string{handlers.ViewersChannel},
+			Routes: func(d Deps, _ []Route) []Route {
 				vis := handlers.NewVisits(d.Broker, d.Config.Keepalive)
-				return []route{
-					{methods: get, path: "/visits/", handler: vis.Page, doc: "Publishes a visit to channel visits, then serves the page (the Publisher seed).", curl: "curl {base}/visits/"},
-					{methods: get, path: "/visits/subscribe", handler: vis.Subscribe, stream: true,
-						doc:  "Long-lived stream of channel visits, with ids; Last-Event-ID or ?lastEventId= replays.",
-						curl: "curl -N {base}/visits/subscribe"},
+				return []Route{
+					{Methods: get, Path: "/visits/", Handler: vis.Page, Doc: "Publishes a visit to channel visits, then serves the page (the Publisher seed).", Curl: "curl {base}/visits/"},
+					{Methods: get, Path: "/visits/subscribe", Handler: vis.Subscribe, Stream: true,
+						Doc:  "Long-lived stream of channel visits, with ids; Last-Event-ID or ?lastEventId= replays.",
+						Curl: "curl -N {base}/visits/subscribe"},
 				}
-			}()},
-		{title: "Chat", nav: "Chat", href: "/chat/", seed: "Flask chat over Redis pub/sub",
-			lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them.",
-			routes: func() []route {
+			}},
+		{Title: "Chat", Nav: "Chat", Href: "/chat/", Seed: "Flask chat over Redis pub/sub, and its templ fragments",
+			Lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them. /fragments/ shows the same channel as HTML rendered once by a templ component and swapped in by htmx.",
+			Routes: func(d Deps, _ []Route) []Route {
 				chat := handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey)
-				return []route{
-					{methods: get, path: "/chat/", handler: chat.Page, doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", curl: "curl {base}/chat/"},
-					{methods: post, path: "/chat/login", handler: chat.Login, doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
-						curl: "curl -i -d user=ann {base}/chat/login"},
-					{methods: post, path: "/chat/post", handler: chat.Post, doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
-						curl: "curl -d message=hello {base}/chat/post"},
-					{methods: get, path: "/chat/stream", handler: chat.Stream, stream: true,
-						doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
-						curl: "curl -N {base}/chat/stream"},
-				}
-			}()},
-		{title: "Token streams", nav: "Tokens", href: "/tokens/", seed: "Tornado eventsource library",
-			lesson: "Streams addressed by a token; other clients post ping, close and retry to them. Keepalive comments, ids, JSON events, and the command-line listener and request tools.",
-			routes: func() []route {
-				tok := handlers.NewTokens(d.Broker, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs))
-				return []route{
-					{methods: get, path: "/tokens/", handler: tok.Page, doc: "Token streams page (the Tornado eventsource seed).", curl: "curl {base}/tokens/"},
-					{methods: get, path: "/tokens/:token/poll", handler: tok.Poll, stream: true,
-						doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
-						curl: "curl -N {base}/tokens/demo/poll",
-						doctor: []views.DoctorTarget{{Name: "tokens", Label: "A token stream, with doctor's own pings",
-							Path: "/tokens/{token}/poll", Publish: "/tokens/{token}/ping",
-							Expect: "Nothing fails: doctor posts five pings and times each one's arrival. Ids and replay warn unless the server runs with -i (the Tornado seed's flag: token events carry ids); keepalive passes once a comment came within the run (-keepalive, 15 s by default)."}}},
-					{methods: post, path: "/tokens/:token/:action", handler: tok.Act,
-						doc:  "Post ping, close or retry (the body, or form field data) to every listener; answers how many were reached.",
-						curl: "curl -d 42 {base}/tokens/demo/ping"},
-				}
-			}()},
-		{title: "Fragments", nav: "Fragments", href: "/fragments/", seed: "the chat, as Echo + templ apps do it",
-			lesson: "The server renders each message once with a templ component and htmx swaps it in: HTML over several data: lines of one event, render-then-send, replay by Last-Event-ID, no script of sselab's own.",
-			routes: func() []route {
 				fr := handlers.NewFragments(d.Broker, d.Config.Keepalive)
-				return []route{
-					{methods: get, path: "/fragments/", handler: fr.Page, doc: "The chat as server-rendered fragments, with htmx's SSE extension.", curl: "curl {base}/fragments/"},
-					{methods: get, path: "/fragments/stream", handler: fr.Stream, stream: true,
-						doc: "Channel chat as HTML fragments rendered by a templ component, with ids; Last-Event-ID replays.", curl: "curl -N {base}/fragments/stream"},
+				return []Route{
+					{Methods: get, Path: "/chat/", Handler: chat.Page, Doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", Curl: "curl {base}/chat/"},
+					{Methods: post, Path: "/chat/login", Handler: chat.Login, Doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
+						Curl: "curl -i -d user=ann {base}/chat/login"},
+					{Methods: post, Path: "/chat/post", Handler: chat.Post, Doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
+						Curl: "curl -d message=hello {base}/chat/post"},
+					{Methods: get, Path: "/chat/stream", Handler: chat.Stream, Stream: true,
+						Doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
+						Curl: "curl -N {base}/chat/stream"},
+					{Methods: get, Path: "/fragments/", Handler: fr.Page, Doc: "The chat as server-rendered fragments, with htmx's SSE extension.", Curl: "curl {base}/fragments/"},
+					{Methods: get, Path: "/fragments/stream", Handler: fr.Stream, Stream: true,
+						Doc: "Channel chat as HTML fragments rendered by a templ component, with ids; Last-Event-ID replays.", Curl: "curl -N {base}/fragments/stream"},
 				}
-			}()},
-		{title: "Connections", nav: "Connections", href: "/connections/", seed: "the browser's connection limit",
-			lesson: "Over HTTP/1.1 a browser holds at most six connections per site, and each stream takes one: the seventh waits, with no error. Over HTTP/2 (-tls) every stream shares one connection.",
-			routes: func() []route {
+			}},
+		{Title: "Token streams", Nav: "Tokens", Href: "/tokens/", Seed: "Tornado eventsource library",
+			Lesson: "Streams addressed by a token; other clients post ping, close and retry to them. Keepalive comments, ids, JSON events, and the command-line listener and request tools.",
+			Routes: func(d Deps, _ []Route) []Route {
+				tok := handlers.NewTokens(d.Broker, d.Config.Keepalive, tokens.For(d.Config.JSON, d.Config.IDs))
+				return []Route{
+					{Methods: get, Path: "/tokens/", Handler: tok.Page, Doc: "Token streams page (the Tornado eventsource seed).", Curl: "curl {base}/tokens/"},
+					{Methods: get, Path: "/tokens/:token/poll", Handler: tok.Poll, Stream: true,
+						Doc:  "Long-lived stream of one token (1..64 of A-Z a-z 0-9 : . _ -).",
+						Curl: "curl -N {base}/tokens/demo/poll"},
+					{Methods: post, Path: "/tokens/:token/:action", Handler: tok.Act,
+						Doc:  "Post ping, close or retry (the body, or form field data) to every listener; answers how many were reached.",
+						Curl: "curl -d 42 {base}/tokens/demo/ping"},
+				}
+			},
+			Commands: []Command{
+				{Name: "client", Usage: "[-H host] [-P port] [-r ms] [-d] TOKEN  follow a token's stream, print its events", Run: cli.Client},
+				{Name: "request", Usage: "[-H host] [-P port] [-j] TOKEN ACTION [DATA]  post ping, close or retry to a token", Run: cli.Request},
+			}},
+		{Title: "Connections", Nav: "Connections", Href: "/connections/", Seed: "the browser's connection limit",
+			Lesson: "Over HTTP/1.1 a browser holds at most six connections per site, and each stream takes one: the seventh waits, with no error. Over HTTP/2 (-tls) every stream shares one connection.",
+			Routes: func(d Deps, _ []Route) []Route {
 				conn := handlers.NewConnections(d.Config.Keepalive)
-				return []route{
-					{methods: get, path: "/connections/", handler: conn.Page, doc: "Opens n streams (default 8, ?n=1..32) and shows which wait for a connection.", curl: "curl {base}/connections/"},
-					{methods: get, path: "/connections/stream", handler: conn.Stream, stream: true,
-						doc: "One of that page's streams: an opened event naming the protocol, then keepalives.", curl: "curl -N '{base}/connections/stream?i=0'"},
+				return []Route{
+					{Methods: get, Path: "/connections/", Handler: conn.Page, Doc: "Opens n streams (default 8, ?n=1..32) and shows which wait for a connection.", Curl: "curl {base}/connections/"},
+					{Methods: get, Path: "/connections/stream", Handler: conn.Stream, Stream: true,
+						Doc: "One of that page's streams: an opened event naming the protocol, then keepalives.", Curl: "curl -N '{base}/connections/stream?i=0'"},
 				}
-			}()},
+			}},
+		{Title: "Doctor", Nav: "Doctor", Href: "/doctor/", Seed: "sselab doctor, on the site's own routes",
+			Lesson: "What a proxy, a compressor or buffering middleware does to a stream, seen check by check: the server runs sselab doctor on one of its own routes and streams each verdict.",
+			Routes: func(d Deps, site []Route) []Route {
+				doc := handlers.NewDoctor(d.Config.Keepalive, d.Cert, handlers.DoctorTargets(served(site)))
+				return []Route{
+					{Methods: get, Path: "/doctor/", Handler: doc.Page, Doc: "Doctor page: run sselab doctor on one of the site's routes.", Curl: "curl {base}/doctor/"},
+					{Methods: get, Path: "/doctor/run", Handler: doc.Run, Stream: true, Changes: true,
+						Doc:  "?target=generator|buffered|tokens: a started event, a seen event per thing doctor sees as it happens, a check event (JSON) per check, a done event, then the end; at most 2 runs at once.",
+						Curl: "curl -N '{base}/doctor/run?target=buffered'"},
+				}
+			},
+			Commands: []Command{{Name: "doctor", Usage: "[-json] [-v] [-publish URL] [-timeout D] URL  check any SSE endpoint, through its proxies", Run: doctor.Command}}},
 	}
 }
 
-// doctorDemo runs sselab doctor on the routes of the other demos that
-// offer themselves to it (a route's doctor field); it comes last in the
-// nav and on the home page.
-func doctorDemo(d Deps, others []demo) demo {
-	var targets []views.DoctorTarget
-	for _, dm := range others {
-		for _, r := range dm.routes {
-			targets = append(targets, r.doctor...)
-		}
+// served is the set of route paths (Echo's patterns) of routes.
+func served(routes []Route) map[string]bool {
+	m := make(map[string]bool, len(routes))
+	for _, r := range routes {
+		m[r.Path] = true
 	}
-	doc := handlers.NewDoctor(d.Config.Keepalive, d.Cert, targets)
-	return demo{title: "Doctor", nav: "Doctor", href: "/doctor/", seed: "sselab doctor, on the site's own routes",
-		lesson: "What a proxy, a compressor or buffering middleware does to a stream, seen check by check: the server runs sselab doctor on one of its own routes and streams each verdict.",
-		routes: []route{
-			{methods: get, path: "/doctor/", handler: doc.Page, doc: "Doctor page: run sselab doctor on one of the site's routes.", curl: "curl {base}/doctor/"},
-			{methods: get, path: "/doctor/run", handler: doc.Run, stream: true, changes: true,
-				doc:  "?target=generator|buffered|tokens: a started event, a seen event per thing doctor sees as it happens, a check event (JSON) per check, a done event, then the end; at most 2 runs at once.",
-				curl: "curl -N '{base}/doctor/run?target=buffered'"},
-		}}
+	return m
 }
 
 // siteMap is what the server registers and shows: every route, the 404
 // page, and the nav every page carries.
 type siteMap struct {
-	routes   []route
+	routes   []Route
 	notFound echo.HandlerFunc
 	nav      []views.NavItem
 }
 
 // site is every route: the home page, each demo's, and the operations'.
 func site(d Deps) siteMap {
-	var rs []route
-	ds := demos(d)
-	ds = append(ds, doctorDemo(d, ds))
-	home := route{methods: get, path: "/", doc: "This page: the demos and every route.", curl: "curl {base}/"}
-	rs = []route{home}
+	home := Route{Methods: get, Path: "/", Doc: "This page: the demos and every route.", Curl: "curl {base}/"}
+	rs := []Route{home}
 	var cards []views.Demo
 	var nav []views.NavItem
-	for _, dm := range ds {
-		rs = append(rs, dm.routes...)
-		cards = append(cards, views.Demo{Title: dm.title, Href: dm.href, Seed: dm.seed, Lesson: dm.lesson})
-		nav = append(nav, views.NavItem{Label: dm.nav, Href: dm.href})
+	for _, dm := range d.demos() {
+		rs = append(rs, dm.Routes(d, rs)...)
+		cards = append(cards, views.Demo{Title: dm.Title, Href: dm.Href, Seed: dm.Seed, Lesson: dm.Lesson})
+		nav = append(nav, views.NavItem{Label: dm.Nav, Href: dm.Href})
 	}
 	ops := d.Metrics.Handler()
 	rs = append(rs,
-		route{methods: get, path: "/healthz", handler: handlers.Health, doc: "200 ok while the server runs.", curl: "curl {base}/healthz"},
-		route{methods: []string{http.MethodGet, http.MethodHead}, path: "/metrics", handler: echo.WrapHandler(ops),
-			doc: "Prometheus metrics: open streams, events sent, published and delivered, requests.", curl: "curl {base}/metrics"},
-		route{methods: get, path: "/assets/*", handler: echo.WrapHandler(http.StripPrefix("/assets/", http.FileServerFS(assets.FS))),
-			doc: "Embedded CSS and scripts.", curl: "curl {base}/assets/sselab.js"},
+		Route{Methods: get, Path: "/healthz", Handler: handlers.Health, Doc: "200 ok while the server runs.", Curl: "curl {base}/healthz"},
+		Route{Methods: []string{http.MethodGet, http.MethodHead}, Path: "/metrics", Handler: echo.WrapHandler(ops),
+			Doc: "Prometheus metrics: open streams, events sent, published and delivered, requests.", Curl: "curl {base}/metrics"},
+		Route{Methods: get, Path: "/assets/*", Handler: echo.WrapHandler(http.StripPrefix("/assets/", http.FileServerFS(assets.FS))),
+			Doc: "Embedded CSS and scripts.", Curl: "curl {base}/assets/sselab.js"},
 	)
 	s := handlers.NewSite(cards, routeRows(rs))
-	rs[0].handler = s.Home
+	rs[0].Handler = s.Home
 	return siteMap{routes: rs, notFound: s.NotFound, nav: nav}
 }
 
-func routeRows(rs []route) []views.RouteRow {
+func routeRows(rs []Route) []views.RouteRow {
 	var rows []views.RouteRow
 	for _, r := range rs {
-		method := r.methods[0]
-		if len(r.methods) > 1 {
-			method = r.methods[0] + " | " + r.methods[1]
-		}
-		rows = append(rows, views.RouteRow{Method: method, Path: r.path, Doc: r.doc, Curl: r.curl})
+		rows = append(rows, views.RouteRow{Method: strings.Join(r.Methods, " | "), Path: r.Path, Doc: r.Doc, Curl: r.Curl})
 	}
 	return rows
 }

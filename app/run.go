@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -19,12 +20,9 @@ import (
 	"strings"
 	"time"
 
-	"sselab/app/cli"
 	"sselab/app/hub"
 	"sselab/app/hub/redis"
 	"sselab/app/metrics"
-	"sselab/app/timefeed"
-	"sselab/handlers"
 )
 
 // ShutdownTimeout bounds a graceful shutdown; the contract promises exit
@@ -39,12 +37,23 @@ const MemoryLimit = 448 << 20
 // its last bytes; a write still blocked then fails.
 const StreamGrace = time.Second
 
-const usage = `usage:
-  sselab [serve] [flags]                                   serve the site (sselab serve -h lists the flags)
-  sselab client [-H host] [-P port] [-r ms] [-d] TOKEN     follow a token's stream, print its events
-  sselab request [-H host] [-P port] [-j] TOKEN ACTION [DATA]   post ping, close or retry to a token
-  sselab doctor [-json] [-v] [-publish URL] [-timeout D] URL  check any SSE endpoint, through its proxies
-`
+// usage lists serve and the commands the demos bring.
+func usage(demos []Demo) string {
+	u := "usage:\n  sselab [serve] [flags]  serve the site (sselab serve -h lists the flags)\n"
+	for _, c := range commands(demos) {
+		u += "  sselab " + c.Name + " " + c.Usage + "\n"
+	}
+	return u
+}
+
+// commands are the subcommands of every demo.
+func commands(demos []Demo) []Command {
+	var cs []Command
+	for _, d := range demos {
+		cs = append(cs, d.Commands...)
+	}
+	return cs
+}
 
 // quiet treats -h as success: the usage was printed.
 func quiet(err error) error {
@@ -55,15 +64,18 @@ func quiet(err error) error {
 }
 
 // ExitStatus is the process's exit status for Run's error: 0 for nil, what
-// a command asked for (doctor's 1 and 2), else 1. print says whether the
-// error has something to say.
+// a command asked for (an error with an ExitCode method, such as doctor's
+// 1 and 2), else 1. print says whether the error has something to say.
 func ExitStatus(err error) (code int, print bool) {
-	var e cli.Exit
+	var e interface {
+		error
+		ExitCode() int
+	}
 	switch {
 	case err == nil:
 		return 0, false
 	case errors.As(err, &e):
-		return e.Code, e.Err != nil
+		return e.ExitCode(), errors.Unwrap(e) != nil
 	}
 	return 1, true
 }
@@ -75,22 +87,21 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	demos := Demos()
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, getenv, stdout, stderr)
-	case "client":
-		return quiet(cli.Client(ctx, args, stdout, stderr))
-	case "request":
-		return quiet(cli.Request(ctx, args, stdout, stderr))
-	case "doctor":
-		return quiet(cli.Doctor(ctx, args, stdout, stderr))
 	case "help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage(demos))
 		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", cmd)
 	}
+	for _, c := range commands(demos) {
+		if c.Name == cmd {
+			return quiet(c.Run(ctx, args, stdout, stderr))
+		}
+	}
+	fmt.Fprint(stderr, usage(demos))
+	return fmt.Errorf("unknown command %q", cmd)
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -137,7 +148,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	stopping, stop := context.WithCancelCause(context.Background())
 	defer stop(nil)
 	streams := NewStreams(cfg.MaxStreams, m, logger)
-	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Feed: new(timefeed.Feed), Broker: broker, SessionKey: key,
+	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Broker: broker, SessionKey: key,
 		Streams: streams, Cert: cert})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -209,7 +220,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 // newBroker is the in-memory broker, or Redis when a URL is given.
 func newBroker(ctx context.Context, cfg Config, m *metrics.Metrics, logger *slog.Logger) (hub.Broker, error) {
-	opts := BrokerOptions(cfg, m)
+	opts := BrokerOptions(cfg, m, Demos())
 	if cfg.RedisURL == "" {
 		return hub.NewMemory(opts), nil
 	}
@@ -218,8 +229,8 @@ func newBroker(ctx context.Context, cfg Config, m *metrics.Metrics, logger *slog
 
 // BrokerOptions are the hub's options for a configuration: its bounds,
 // and what the demos register with it.
-func BrokerOptions(cfg Config, o hub.Observer) hub.Options {
-	return hub.Options{
+func BrokerOptions(cfg Config, o hub.Observer, demos []Demo) hub.Options {
+	opts := hub.Options{
 		History:      cfg.History,
 		HistoryBytes: cfg.HistoryBytes,
 		ChannelBytes: cfg.ChannelBytes,
@@ -227,10 +238,14 @@ func BrokerOptions(cfg Config, o hub.Observer) hub.Options {
 		IdleTTL:      cfg.ChannelTTL,
 		StoreBytes:   cfg.RedisMemory,
 		Queue:        cfg.Queue,
-		Funcs:        map[string]hub.Func{handlers.VisitFunc: handlers.Visit},
-		State:        []string{handlers.ViewersChannel},
+		Funcs:        map[string]hub.Func{},
 		Observer:     o,
 	}
+	for _, d := range demos {
+		maps.Copy(opts.Funcs, d.Funcs)
+		opts.State = append(opts.State, d.State...)
+	}
+	return opts
 }
 
 // sessionKey is the key that signs session cookies: derived from

@@ -17,7 +17,6 @@ import (
 	"sselab/app/hub"
 	"sselab/app/metrics"
 	"sselab/app/sse"
-	"sselab/app/timefeed"
 	"sselab/handlers"
 	"sselab/views"
 )
@@ -27,7 +26,6 @@ type Deps struct {
 	Config  Config
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
-	Feed    *timefeed.Feed
 	Broker  hub.Broker // where channels live: memory or Redis
 	// SessionKey signs the chat's session cookies; instances serving one
 	// site must share it.
@@ -38,6 +36,16 @@ type Deps struct {
 	// doctor page, which checks the site through its own listener, trusts
 	// only it. Nil over plain HTTP.
 	Cert []byte
+	// Demos are the demos served; nil serves every one of Demos. Tests
+	// serve demos of their own this way.
+	Demos []Demo
+}
+
+func (d Deps) demos() []Demo {
+	if d.Demos == nil {
+		return Demos()
+	}
+	return d.Demos
 }
 
 // NewServer builds the site: the Echo server with its middleware, error
@@ -77,14 +85,14 @@ func NewServer(d Deps) http.Handler {
 	}))
 	for _, r := range sm.routes {
 		switch {
-		case r.stream && r.changes:
-			e.Match(r.methods, r.path, r.handler, d.Streams.middleware, sameOrigin(cop))
-		case r.stream:
-			e.Match(r.methods, r.path, r.handler, d.Streams.middleware)
-		case r.changes:
-			e.Match(r.methods, r.path, r.handler, append(pages, sameOrigin(cop))...)
+		case r.Stream && r.Changes:
+			e.Match(r.Methods, r.Path, r.Handler, d.Streams.middleware, sameOrigin(cop))
+		case r.Stream:
+			e.Match(r.Methods, r.Path, r.Handler, d.Streams.middleware)
+		case r.Changes:
+			e.Match(r.Methods, r.Path, r.Handler, append(pages, sameOrigin(cop))...)
 		default:
-			e.Match(r.methods, r.path, r.handler, pages...)
+			e.Match(r.Methods, r.Path, r.Handler, pages...)
 		}
 	}
 	return cop.Handler(e)

@@ -54,7 +54,7 @@ func fetch(e *echo.Echo, path string) *httptest.ResponseRecorder {
 func TestStreamFailureAfterStart(t *testing.T) {
 	e, logs := testSite(t)
 	w := fetch(e, "/stream-fails")
-	if w.Code != http.StatusOK || w.Body.String() != "data: first\n\n" {
+	if w.Code != http.StatusOK || w.Body.String() != sse.Opening+"data: first\n\n" {
 		t.Errorf("got %d %q, want the stream as it was sent, nothing appended", w.Code, w.Body.String())
 	}
 	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), `err="boom after the start"`) {

@@ -31,6 +31,31 @@ const DoctorRuns = 2
 // command line.
 const DoctorTimeout = 20 * time.Second
 
+// doctorTargets are the routes of the other demos that the doctor page
+// can check, each with the lesson it shows.
+var doctorTargets = []views.DoctorTarget{
+	{Name: "generator", Label: "The finite generator", Route: "/eventsource/event_sender", Path: "/eventsource/event_sender",
+		Expect: "Flush passes, judged from the generator's own 500 ms spacing; the stream ends after ten events, and ids warn: the generator sends none unless asked (?resume=1)."},
+	{Name: "buffered", Label: "The generator behind buffering middleware (the Pylons lesson)", Route: "/eventsource/event_sender", Path: "/eventsource/event_sender?buffered=1",
+		Expect: "Headers and flush fail: a layer that collects the body holds the headers and all ten events until the end. This is what a buffering proxy or a compressor does to a stream."},
+	{Name: "tokens", Label: "A token stream, with doctor's own pings", Route: "/tokens/:token/poll",
+		Path: "/tokens/{token}/poll", Publish: "/tokens/{token}/ping",
+		Expect: "Nothing fails: doctor posts five pings and times each one's arrival. Ids and replay warn unless the server runs with -i (the Tornado seed's flag: token events carry ids); keepalive passes once a comment came within the run (-keepalive, 15 s by default)."},
+}
+
+// DoctorTargets are the doctor page's targets whose routes are served
+// (served holds the paths of the site's routes): a deleted demo takes its
+// targets with it.
+func DoctorTargets(served map[string]bool) []views.DoctorTarget {
+	var ts []views.DoctorTarget
+	for _, t := range doctorTargets {
+		if served[t.Route] {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
 // Doctor is sselab doctor in the browser: the server checks one of its own
 // stream routes through its own listener, the way the command checks any
 // endpoint, and streams each verdict to the page. Only the routes it was

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+
+	"sselab/app/sse"
 )
 
 // A message with markup, quotes and a newline reaches /fragments/stream as
@@ -22,7 +24,7 @@ func TestFragmentsStream(t *testing.T) {
 			wantStatus(t, w.Code, http.StatusNoContent, w.Body.String())
 		}
 		synctest.Wait()
-		raw := html.Flushed()
+		raw := strings.TrimPrefix(html.Flushed(), sse.Opening)
 		if strings.Contains(raw, "<script>") {
 			t.Fatalf("markup from a user reached the fragment unescaped: %q", raw)
 		}

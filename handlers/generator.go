@@ -12,7 +12,6 @@ import (
 
 	"sselab/app/metrics"
 	"sselab/app/sse"
-	"sselab/app/timefeed"
 	"sselab/assets"
 	"sselab/views"
 )
@@ -102,7 +101,8 @@ func (h *Generator) Send(c echo.Context) error {
 			case <-wait.C:
 			}
 		}
-		ev := sse.Event{Data: fmt.Sprintf("%d %s", x, timefeed.Stamp(time.Now()))}
+		now := time.Now() // Unix seconds with a six-digit fraction, as the seed sends it
+		ev := sse.Event{Data: fmt.Sprintf("%d %d.%06d", x, now.Unix(), now.Nanosecond()/1000)}
 		if resume {
 			ev.ID = strconv.Itoa(x)
 		}

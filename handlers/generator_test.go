@@ -3,6 +3,8 @@ package handlers_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -114,4 +116,71 @@ func TestGeneratorPageAndScript(t *testing.T) {
 		t.Errorf("Content-Type: got %q", ct)
 	}
 	wantContains(t, w.Body.String(), "/eventsource/event_sender")
+}
+
+func TestGeneratorLastEventIDLimit(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1", "", "Last-Event-ID", strings.Repeat("7", 257))
+	wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
+	wantContains(t, w.Body.String(), "Last-Event-ID is 257 bytes; the limit is 256")
+	// A client's value is never echoed whole.
+	w = ts.do(http.MethodGet, "/eventsource/event_sender?count="+strings.Repeat("9", 900_000), "")
+	wantStatus(t, w.Code, http.StatusBadRequest, "")
+	if n := w.Body.Len(); n > 300 {
+		t.Errorf("the 400 for a 900 kB count is %d bytes long", n)
+	}
+}
+
+// An id at or past the generator's last event answers 204, however large:
+// no request can make the generator run for ever.
+func TestGeneratorHugeID(t *testing.T) {
+	ts := newServer(t)
+	for _, id := range []string{"9", "10", "9223372036854775807", "18446744073709551615", "99999999999999999999999999"} {
+		w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1&interval=0", "", "Last-Event-ID", id)
+		if w.Code != http.StatusNoContent {
+			t.Errorf("Last-Event-ID %s: got %d, want 204", id, w.Code)
+		}
+	}
+	w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1&interval=0", "", "Last-Event-ID", "8")
+	if evs := parse(t, w.Body.String()); len(evs) != 1 || evs[0].ID != "9" {
+		t.Errorf("Last-Event-ID 8: got %+v, want event 9 alone", evs)
+	}
+	for _, id := range []string{"-1", "1e3", "0x10", " 5"} {
+		w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1&interval=0", "", "Last-Event-ID", id)
+		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
+	}
+}
+
+// Every parser of client input on the generator: count, interval, resume
+// and Last-Event-ID. Whatever they hold, the answer is 200, 204 or 400,
+// and the generator sends at most count events.
+func FuzzGeneratorRequest(f *testing.F) {
+	f.Add("10", "0", "1", "9223372036854775807")
+	f.Add("1000", "0ms", "1", "998")
+	f.Add("3", "1ns", "true", "-1")
+	f.Add("", "", "", "\x00\r\n")
+	ts := newServer(f)
+	f.Fuzz(func(t *testing.T, count, interval, resume, lastID string) {
+		if d, err := strconv.ParseFloat(strings.TrimSuffix(interval, "s"), 64); err == nil && d > 0 {
+			interval = "0" // the fuzzer explores parsing, not waiting
+		}
+		q := url.Values{"count": {count}, "interval": {interval}, "resume": {resume}}
+		w := ts.do(http.MethodGet, "/eventsource/event_sender?"+q.Encode(), "", "Last-Event-ID", lastID)
+		switch w.Code {
+		case http.StatusOK:
+			n, err := strconv.Atoi(count)
+			if count == "" {
+				n, err = 10, nil
+			}
+			if evs := parse(t, w.Body.String()); err != nil || len(evs) > n {
+				t.Fatalf("count %q: %d events", count, len(evs))
+			}
+		case http.StatusNoContent, http.StatusBadRequest, http.StatusRequestTimeout:
+			if w.Body.Len() > 400 {
+				t.Fatalf("a %d answer of %d bytes: a client's value echoed whole?", w.Code, w.Body.Len())
+			}
+		default:
+			t.Fatalf("got %d %q", w.Code, w.Body.String())
+		}
+	})
 }

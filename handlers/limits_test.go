@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,11 +45,11 @@ func wantRefusal(t *testing.T, w *httptest.ResponseRecorder, reason string) {
 func TestRefusalRetriesSpread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ts := newServer(t, func(c *app.Config) { c.MaxStreams = 1 })
-		_, leave, wait := ts.open(t.Context(), "/tokens/a/poll")
+		_, leave, wait := ts.open(t.Context(), "/fixture/a/stream")
 		synctest.Wait()
 		seen := map[string]bool{}
 		for range 20 {
-			w := ts.do(http.MethodGet, "/tokens/b/poll", "")
+			w := ts.do(http.MethodGet, "/fixture/b/stream", "")
 			seen[w.Body.String()] = true
 		}
 		if len(seen) < 5 {
@@ -66,16 +65,16 @@ func TestRefusalRetriesSpread(t *testing.T) {
 func TestChannelBoundRefusals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ts := newServer(t, func(c *app.Config) { c.MaxChannels = 1 })
-		_, leave, wait := ts.open(t.Context(), "/tokens/a/poll")
+		_, leave, wait := ts.open(t.Context(), "/fixture/a/stream")
 		synctest.Wait()
-		wantRefusal(t, ts.do(http.MethodGet, "/tokens/b/poll", ""), "the server is at capacity")
-		w := ts.do(http.MethodPost, "/tokens/b/ping", "x")
+		wantRefusal(t, ts.do(http.MethodGet, "/fixture/b/stream", ""), "the server is at capacity")
+		w := ts.do(http.MethodPost, "/fixture/b/post", "x")
 		wantStatus(t, w.Code, http.StatusServiceUnavailable, w.Body.String())
 		wantContains(t, w.Body.String(), "at capacity")
 		if w.Header().Get("Retry-After") == "" {
 			t.Error("503 without Retry-After")
 		}
-		if w := ts.do(http.MethodPost, "/tokens/a/ping", "x"); w.Code != http.StatusOK {
+		if w := ts.do(http.MethodPost, "/fixture/a/post", "x"); w.Code != http.StatusOK {
 			t.Errorf("publishing to the existing channel: %d %q", w.Code, w.Body.String())
 		}
 		leave()
@@ -86,7 +85,7 @@ func TestChannelBoundRefusals(t *testing.T) {
 func TestLastEventIDLimit(t *testing.T) {
 	ts := newServer(t)
 	huge := strings.Repeat("9", 900_000)
-	for _, target := range []string{"/chat/stream", "/visits/subscribe", "/tokens/a/poll"} {
+	for _, target := range []string{"/fixture/a/stream"} {
 		w := ts.do(http.MethodGet, target, "", "Last-Event-ID", strings.Repeat("7", 257))
 		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 		wantContains(t, w.Body.String(), "Last-Event-ID is 257 bytes; the limit is 256")
@@ -98,43 +97,10 @@ func TestLastEventIDLimit(t *testing.T) {
 		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 	}
 	// A client's value is never echoed whole.
-	w := ts.do(http.MethodGet, "/tokens/a/poll?lastEventId="+huge, "")
+	w := ts.do(http.MethodGet, "/fixture/a/stream?lastEventId="+huge, "")
 	wantStatus(t, w.Code, http.StatusBadRequest, "")
 	if n := w.Body.Len(); n > 300 {
 		t.Errorf("the 400 for a 900 kB id is %d bytes long", n)
-	}
-}
-
-func TestGeneratorLastEventIDLimit(t *testing.T) {
-	ts := newServer(t)
-	w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1", "", "Last-Event-ID", strings.Repeat("7", 257))
-	wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
-	wantContains(t, w.Body.String(), "Last-Event-ID is 257 bytes; the limit is 256")
-	// A client's value is never echoed whole.
-	w = ts.do(http.MethodGet, "/eventsource/event_sender?count="+strings.Repeat("9", 900_000), "")
-	wantStatus(t, w.Code, http.StatusBadRequest, "")
-	if n := w.Body.Len(); n > 300 {
-		t.Errorf("the 400 for a 900 kB count is %d bytes long", n)
-	}
-}
-
-// An id at or past the generator's last event answers 204, however large:
-// no request can make the generator run for ever.
-func TestGeneratorHugeID(t *testing.T) {
-	ts := newServer(t)
-	for _, id := range []string{"9", "10", "9223372036854775807", "18446744073709551615", "99999999999999999999999999"} {
-		w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1&interval=0", "", "Last-Event-ID", id)
-		if w.Code != http.StatusNoContent {
-			t.Errorf("Last-Event-ID %s: got %d, want 204", id, w.Code)
-		}
-	}
-	w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1&interval=0", "", "Last-Event-ID", "8")
-	if evs := parse(t, w.Body.String()); len(evs) != 1 || evs[0].ID != "9" {
-		t.Errorf("Last-Event-ID 8: got %+v, want event 9 alone", evs)
-	}
-	for _, id := range []string{"-1", "1e3", "0x10", " 5"} {
-		w := ts.do(http.MethodGet, "/eventsource/event_sender?resume=1&interval=0", "", "Last-Event-ID", id)
-		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 	}
 }
 
@@ -178,7 +144,7 @@ func TestBodyLimit(t *testing.T) {
 			if tt.declared {
 				length, body = int64(len(tt.body)), strings.NewReader(tt.body)
 			}
-			w := post(ts, "/tokens/x/ping", tt.ct, body, length)
+			w := post(ts, "/fixture/x/post", tt.ct, body, length)
 			if w.Code != tt.code {
 				t.Fatalf("got %d %q, want %d", w.Code, w.Body.String(), tt.code)
 			}
@@ -186,59 +152,5 @@ func TestBodyLimit(t *testing.T) {
 				wantContains(t, w.Body.String(), "65536")
 			}
 		})
-	}
-	w := post(ts, "/chat/post", form, chunked{strings.NewReader("message=" + strings.Repeat("b", handlers.MaxBody))}, -1)
-	wantStatus(t, w.Code, http.StatusRequestEntityTooLarge, w.Body.String())
-}
-
-// curl -d 42 sends "42" form-encoded, with no field named data: the
-// listener gets 42, as the README's line says.
-func TestTokensCurlData(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ts := newServer(t)
-		rec, leave, wait := ts.open(t.Context(), "/tokens/demo/poll")
-		synctest.Wait()
-		form := "application/x-www-form-urlencoded"
-		for _, body := range []string{"42", url.Values{"data": {"43"}}.Encode()} {
-			if w := post(ts, "/tokens/demo/ping", form, strings.NewReader(body), int64(len(body))); w.Code != http.StatusOK {
-				t.Fatalf("ping %q: %d %q", body, w.Code, w.Body.String())
-			}
-		}
-		if w := post(ts, "/tokens/demo/retry", form, strings.NewReader("5000"), 4); w.Code != http.StatusOK {
-			t.Fatalf("retry 5000: %d %q", w.Code, w.Body.String())
-		}
-		synctest.Wait()
-		evs := parse(t, rec.Flushed())
-		if len(evs) != 2 || evs[0].Data != "42" || evs[1].Data != "43" {
-			t.Errorf("got %+v, want pings 42 and 43", evs)
-		}
-		wantContains(t, rec.Flushed(), "retry: 5000\n")
-		leave()
-		wait()
-	})
-}
-
-// The seed's toggles change state on GET: a cross-site GET is refused as
-// a cross-site POST is, and the switch does not move.
-func TestTogglesRefuseCrossSite(t *testing.T) {
-	ts := newServer(t)
-	for _, path := range []string{"/time/timeSwitch", "/time/typeSwitch"} {
-		for _, h := range [][]string{
-			{"Sec-Fetch-Site", "cross-site"},
-			{"Origin", "https://evil.example"},
-		} {
-			w := ts.do(http.MethodGet, path, "", h...)
-			wantStatus(t, w.Code, http.StatusForbidden, w.Body.String())
-			wantContains(t, w.Body.String(), "cross-origin request refused")
-		}
-	}
-	if ts.feed.On() || ts.feed.Plain() {
-		t.Fatal("a refused toggle moved a switch")
-	}
-	if w := ts.do(http.MethodGet, "/time/timeSwitch", "", "Sec-Fetch-Site", "same-origin"); w.Code != http.StatusOK || !ts.feed.On() {
-		t.Errorf("a same-origin GET: %d, feed on %v", w.Code, ts.feed.On())
-	}
-	if w := ts.do(http.MethodGet, "/time/timeSwitch", ""); w.Code != http.StatusOK || ts.feed.On() {
-		t.Errorf("a GET without those headers (the address bar, curl): %d", w.Code)
 	}
 }

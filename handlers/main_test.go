@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +16,7 @@ import (
 	"sselab/app/hub"
 	"sselab/app/metrics"
 	"sselab/app/sse/ssetest"
-	"sselab/app/timefeed"
+	"sselab/handlers"
 )
 
 // Every test must leave no goroutine behind: a stream whose client left
@@ -23,10 +24,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type testServer struct {
-	e    http.Handler
-	feed *timefeed.Feed
-	m    *metrics.Metrics
-	b    *hub.Memory
+	e http.Handler
+	m *metrics.Metrics
+	b *hub.Memory
 }
 
 func newServer(t testing.TB, change ...func(*app.Config)) *testServer {
@@ -35,12 +35,20 @@ func newServer(t testing.TB, change ...func(*app.Config)) *testServer {
 	for _, f := range change {
 		f(&cfg)
 	}
-	ts := &testServer{feed: new(timefeed.Feed), m: metrics.New()}
-	ts.b = hub.NewMemory(app.BrokerOptions(cfg, ts.m))
+	ts := &testServer{m: metrics.New()}
+	ts.b = hub.NewMemory(app.BrokerOptions(cfg, ts.m, app.Demos()))
 	t.Cleanup(func() { ts.b.Close() })
+	fx := handlers.Fixture{B: ts.b, Keepalive: cfg.Keepalive}
+	fixture := app.Demo{Title: "Fixture", Nav: "Fixture", Href: "/fixture/", Routes: func(app.Deps, []app.Route) []app.Route {
+		return []app.Route{
+			{Methods: []string{http.MethodGet}, Path: "/fixture/:ch/stream", Handler: fx.Stream, Stream: true},
+			{Methods: []string{http.MethodPost}, Path: "/fixture/:ch/post", Handler: fx.Post},
+		}
+	}}
 	ts.e = app.NewServer(app.Deps{
 		Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Metrics: ts.m, Feed: ts.feed, Broker: ts.b, SessionKey: []byte("test key of 32 bytes, exactly!!!"),
+		Metrics: ts.m, Broker: ts.b, SessionKey: []byte("test key of 32 bytes, exactly!!!"),
+		Demos: append(app.Demos(), fixture),
 	})
 	return ts
 }
@@ -85,4 +93,22 @@ func wantContains(t *testing.T, s, sub string) {
 	if !strings.Contains(s, sub) {
 		t.Errorf("got %q, want it to contain %q", s, sub)
 	}
+}
+
+// toggle posts to one of the time feed's switches, as the page does.
+func (ts *testServer) toggle(t testing.TB, path string) {
+	t.Helper()
+	if w := ts.do(http.MethodPost, path, ""); w.Code != http.StatusOK {
+		t.Fatalf("POST %s: %d %q", path, w.Code, w.Body.String())
+	}
+}
+
+// feed is the time feed's two switches, as /time/status tells them.
+func (ts *testServer) feed(t testing.TB) (on, plain bool) {
+	t.Helper()
+	var st struct{ Feed, TypeSwitch bool }
+	if err := json.Unmarshal(ts.do(http.MethodGet, "/time/status", "").Body.Bytes(), &st); err != nil {
+		t.Fatalf("/time/status: %v", err)
+	}
+	return st.Feed, st.TypeSwitch
 }

@@ -18,7 +18,7 @@ func TestHomeListsDemosAndRoutes(t *testing.T) {
 	w := ts.do(http.MethodGet, "/", "")
 	wantStatus(t, w.Code, http.StatusOK, "")
 	body := w.Body.String()
-	for _, want := range []string{"CherryPy", "Tornado", `href="/time/"`, "curl -N &#39;http://example.com/time/sendTime?mode=stream&amp;interval=250ms&#39;", "/healthz", "/metrics"} {
+	for _, want := range []string{`href="/fixture/"`, "/fixture/:ch/stream", "curl http://example.com/healthz", "/metrics"} {
 		wantContains(t, body, want)
 	}
 }
@@ -31,7 +31,7 @@ func TestNotFoundAndMethods(t *testing.T) {
 		t.Errorf("404 Content-Type: got %q, want the HTML page", ct)
 	}
 	wantContains(t, w.Body.String(), "/no/such/page")
-	w = ts.do(http.MethodPost, "/time/status", "")
+	w = ts.do(http.MethodPut, "/fixture/a/post", "")
 	wantStatus(t, w.Code, http.StatusMethodNotAllowed, w.Body.String())
 	w = ts.do(http.MethodGet, "/healthz", "")
 	wantStatus(t, w.Code, http.StatusOK, "")
@@ -54,7 +54,7 @@ func TestCrossOriginPostsRefused(t *testing.T) {
 		{"foreign origin", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			w := ts.do(http.MethodPost, "/time/timeSwitch", "", tt.header...)
+			w := ts.do(http.MethodPost, "/fixture/a/post", "", tt.header...)
 			wantStatus(t, w.Code, tt.want, w.Body.String())
 			if tt.want == http.StatusForbidden {
 				wantContains(t, w.Body.String(), "cross-origin")
@@ -64,52 +64,71 @@ func TestCrossOriginPostsRefused(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	ts := newServer(t)
-	ts.feed.ToggleFeed()
-	ts.do(http.MethodGet, "/time/sendTime", "")
-	w := ts.do(http.MethodGet, "/metrics", "")
-	for _, want := range []string{
-		`sselab_events_sent_total{route="/time/sendTime"} 1`,
-		`sselab_http_requests_total{code="200",route="/time/sendTime"} 1`,
-		`sselab_open_streams{route="/time/sendTime"} 0`,
-	} {
-		wantContains(t, w.Body.String(), want)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ts := newServer(t)
+		_, leave, wait := ts.open(t.Context(), "/fixture/a/stream")
+		synctest.Wait()
+		ts.do(http.MethodPost, "/fixture/a/post", "x")
+		synctest.Wait()
+		w := ts.do(http.MethodGet, "/metrics", "")
+		for _, want := range []string{
+			`sselab_http_requests_total{code="200",route="/fixture/:ch/post"} 1`,
+			`sselab_open_streams{route="/fixture/:ch/stream"} 1`,
+			`sselab_events_delivered_total 1`,
+		} {
+			wantContains(t, w.Body.String(), want)
+		}
+		leave()
+		wait()
+		w = ts.do(http.MethodGet, "/metrics", "")
+		wantContains(t, w.Body.String(), `sselab_open_streams{route="/fixture/:ch/stream"} 0`)
+	})
 }
 
 func TestMaxStreams(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ts := newServer(t, func(c *app.Config) { c.MaxStreams = 2 })
-		_, leave1, wait1 := ts.open(t.Context(), "/time/sendTime?mode=stream")
-		_, leave2, wait2 := ts.open(t.Context(), "/tokens/b/poll")
+		_, leave1, wait1 := ts.open(t.Context(), "/fixture/a/stream")
+		_, leave2, wait2 := ts.open(t.Context(), "/fixture/b/stream")
 		synctest.Wait()
-		w := ts.do(http.MethodGet, "/time/sendTime", "")
+		w := ts.do(http.MethodGet, "/fixture/c/stream", "")
 		wantRefusal(t, w, "too many open streams")
-		if w := ts.do(http.MethodGet, "/time/status", ""); w.Code != http.StatusOK {
+		if w := ts.do(http.MethodGet, "/healthz", ""); w.Code != http.StatusOK {
 			t.Errorf("pages must not count as streams: status %d", w.Code)
 		}
 		leave1()
 		wait1()
-		if w := ts.do(http.MethodGet, "/time/sendTime", ""); w.Code != http.StatusOK {
-			t.Errorf("after one stream closed: got %d, want 200", w.Code)
+		w3, leave3, wait3 := ts.open(t.Context(), "/fixture/c/stream")
+		synctest.Wait()
+		if w3.Status() != http.StatusOK || strings.Contains(w3.Flushed(), "too many") {
+			t.Errorf("after one stream closed: got %d %q, want the stream served", w3.Status(), w3.Flushed())
 		}
+		leave3()
+		wait3()
 		leave2()
 		wait2()
 	})
 }
 
 func TestStreamsSkipGzip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ts := newServer(t)
+		rec, leave, wait := ts.open(t.Context(), "/fixture/a/stream", "Accept-Encoding", "gzip")
+		synctest.Wait()
+		ts.do(http.MethodPost, "/fixture/a/post", "x")
+		synctest.Wait()
+		if ce := rec.SentHeader().Get("Content-Encoding"); ce != "" {
+			t.Errorf("stream Content-Encoding: got %q, want none", ce)
+		}
+		if evs := parse(t, rec.Flushed()); len(evs) != 1 {
+			t.Errorf("got %d events, want 1 in plain text", len(evs))
+		}
+		leave()
+		wait()
+	})
 	ts := newServer(t)
-	ts.feed.ToggleFeed()
-	w := ts.do(http.MethodGet, "/time/sendTime", "", "Accept-Encoding", "gzip")
-	if ce := w.Header().Get("Content-Encoding"); ce != "" {
-		t.Errorf("stream Content-Encoding: got %q, want none", ce)
-	}
-	if evs := parse(t, w.Body.String()); len(evs) != 1 {
-		t.Errorf("got %d events, want 1 in plain text", len(evs))
-	}
 	// Pages are still compressed: the skipper is per route, not global.
-	w = ts.do(http.MethodGet, "/", "", "Accept-Encoding", "gzip")
+	w := ts.do(http.MethodGet, "/", "", "Accept-Encoding", "gzip")
 	if ce := w.Header().Get("Content-Encoding"); ce != "gzip" {
 		t.Errorf("home page Content-Encoding: got %q, want gzip", ce)
 	}
@@ -119,12 +138,11 @@ func TestStreamsSkipGzip(t *testing.T) {
 // on the 404 page too.
 func TestNavFromTheTable(t *testing.T) {
 	ts := newServer(t)
-	w := ts.do(http.MethodGet, "/chat/", "")
-	wantContains(t, w.Body.String(), `<a href="/chat/" aria-current="page">Chat</a>`)
-	wantContains(t, w.Body.String(), `<a href="/tokens/">Tokens</a>`)
+	w := ts.do(http.MethodGet, "/", "")
+	wantContains(t, w.Body.String(), `<a href="/fixture/">Fixture</a>`)
 	w = ts.do(http.MethodGet, "/no/such/page", "")
 	wantStatus(t, w.Code, http.StatusNotFound, "")
-	wantContains(t, w.Body.String(), `<a href="/visits/">Visits</a>`)
+	wantContains(t, w.Body.String(), `<a href="/fixture/">Fixture</a>`)
 }
 
 // A scrape that accepts gzip gets the metrics compressed once; HEAD works.

@@ -3,12 +3,14 @@ package handlers_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"sselab/app"
+	"sselab/app/sse"
 )
 
 func TestTimeFeedSwitches(t *testing.T) {
@@ -51,7 +53,7 @@ func TestSendTimeShort(t *testing.T) {
 	}
 	wantContains(t, w.Body.String(), "retry: 1500\n")
 
-	ts.feed.ToggleFeed()
+	ts.toggle(t, "/time/timeSwitch")
 	w = ts.do(http.MethodGet, "/time/sendTime?mode=short", "")
 	evs := parse(t, w.Body.String())
 	if len(evs) != 1 || evs[0].Type != "time" || !evs[0].HasRetry || evs[0].Retry != 1500*time.Millisecond {
@@ -64,8 +66,8 @@ func TestSendTimeShort(t *testing.T) {
 
 func TestSendTimeTypeSwitch(t *testing.T) {
 	ts := newServer(t)
-	ts.feed.ToggleFeed()
-	ts.feed.ToggleType()
+	ts.toggle(t, "/time/timeSwitch")
+	ts.toggle(t, "/time/typeSwitch")
 	for _, target := range []string{"/time/sendTime", "/time/sendTime?mode=stream"} {
 		w := ts.do(http.MethodGet, target, "")
 		wantStatus(t, w.Code, http.StatusOK, w.Body.String())
@@ -73,7 +75,7 @@ func TestSendTimeTypeSwitch(t *testing.T) {
 			t.Errorf("%s: Content-Type got %q, want text/plain", target, ct)
 		}
 	}
-	ts.feed.ToggleType()
+	ts.toggle(t, "/time/typeSwitch")
 	w := ts.do(http.MethodGet, "/time/sendTime", "")
 	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		t.Errorf("after toggling back: Content-Type got %q", ct)
@@ -102,7 +104,7 @@ func TestSendTimeStream(t *testing.T) {
 		ts := newServer(t, func(c *app.Config) { c.Keepalive = 10 * time.Second })
 		w, leave, wait := ts.open(t.Context(), "/time/sendTime?mode=stream&interval=250ms")
 		synctest.Wait()
-		if got := w.Flushed(); got != "retry: 1000\n\n" {
+		if got := w.Flushed(); got != sse.Opening+"retry: 1000\n\n" {
 			t.Fatalf("at open: got %q, want only the retry block", got)
 		}
 
@@ -114,7 +116,7 @@ func TestSendTimeStream(t *testing.T) {
 		}
 
 		// A toggle reaches the open stream within one interval.
-		ts.feed.ToggleFeed()
+		ts.toggle(t, "/time/timeSwitch")
 		time.Sleep(250 * time.Millisecond)
 		synctest.Wait()
 		if evs := parse(t, w.Flushed()); len(evs) != 1 || evs[0].Type != "time" {
@@ -125,7 +127,7 @@ func TestSendTimeStream(t *testing.T) {
 		if evs := parse(t, w.Flushed()); len(evs) != 4 {
 			t.Fatalf("after 1s: got %d events, want 4", len(evs))
 		}
-		ts.feed.ToggleFeed()
+		ts.toggle(t, "/time/timeSwitch")
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if evs := parse(t, w.Flushed()); len(evs) != 4 {
@@ -134,5 +136,54 @@ func TestSendTimeStream(t *testing.T) {
 
 		leave()
 		wait() // the handler returns when the client leaves
+	})
+}
+
+// The seed's toggles change state on GET: a cross-site GET is refused as
+// a cross-site POST is, and the switch does not move.
+func TestTogglesRefuseCrossSite(t *testing.T) {
+	ts := newServer(t)
+	for _, path := range []string{"/time/timeSwitch", "/time/typeSwitch"} {
+		for _, h := range [][]string{
+			{"Sec-Fetch-Site", "cross-site"},
+			{"Origin", "https://evil.example"},
+		} {
+			w := ts.do(http.MethodGet, path, "", h...)
+			wantStatus(t, w.Code, http.StatusForbidden, w.Body.String())
+			wantContains(t, w.Body.String(), "cross-origin request refused")
+		}
+	}
+	if on, plain := ts.feed(t); on || plain {
+		t.Fatal("a refused toggle moved a switch")
+	}
+	if w := ts.do(http.MethodGet, "/time/timeSwitch", "", "Sec-Fetch-Site", "same-origin"); w.Code != http.StatusOK {
+		t.Errorf("a same-origin GET: %d", w.Code)
+	}
+	if on, _ := ts.feed(t); !on {
+		t.Error("a same-origin GET did not turn the feed on")
+	}
+	if w := ts.do(http.MethodGet, "/time/timeSwitch", ""); w.Code != http.StatusOK {
+		t.Errorf("a GET without those headers (the address bar, curl): %d", w.Code)
+	}
+	if on, _ := ts.feed(t); on {
+		t.Error("a GET without those headers did not toggle the feed off")
+	}
+}
+
+// The time feed's interval and mode: 400 with a reason, or a stream.
+func FuzzSendTimeParams(f *testing.F) {
+	f.Add("short", "250ms")
+	f.Add("stream", "99ms")
+	f.Add("stream", "1e9h")
+	ts := newServer(f)
+	f.Fuzz(func(t *testing.T, mode, interval string) {
+		if mode == "stream" {
+			mode = "short" // a long-lived stream would not end
+		}
+		q := url.Values{"mode": {mode}, "interval": {interval}}
+		w := ts.do(http.MethodGet, "/time/sendTime?"+q.Encode(), "")
+		if w.Code != http.StatusOK && w.Code != http.StatusBadRequest {
+			t.Fatalf("mode %q interval %q: %d", mode, interval, w.Code)
+		}
 	})
 }

@@ -2,11 +2,15 @@ package handlers_test
 
 import (
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
 
 	"sselab/app"
+	"sselab/app/sse"
+	"sselab/handlers"
 )
 
 func TestTokensActions(t *testing.T) {
@@ -35,7 +39,7 @@ func TestTokensActions(t *testing.T) {
 			}
 			wantContains(t, rec, "retry: 1500\n\n")
 		}
-		if got := other.Flushed(); got != "" {
+		if got := other.Flushed(); got != sse.Opening {
 			t.Errorf("another token's listener got %q", got)
 		}
 		w = ts.do(http.MethodPost, "/tokens/nobody/ping", "x")
@@ -54,7 +58,7 @@ func TestTokensWithoutIDs(t *testing.T) {
 		synctest.Wait()
 		ts.do(http.MethodPost, "/tokens/abc/ping", "a\nb")
 		synctest.Wait()
-		if got := w.Flushed(); got != "event: ping\ndata: a\ndata: b\n\n" {
+		if got := w.Flushed(); got != sse.Opening+"event: ping\ndata: a\ndata: b\n\n" {
 			t.Errorf("got %q, want a ping without an id, its lines as data lines", got)
 		}
 		leave()
@@ -97,4 +101,62 @@ func TestTokensPage(t *testing.T) {
 	for _, want := range []string{`data-testid="post-ping"`, `data-testid="post-close"`, `data-testid="post-retry"`, "valid <b>JSON</b>", "carry <b>ids</b>"} {
 		wantContains(t, w.Body.String(), want)
 	}
+}
+
+// curl -d 42 sends "42" form-encoded, with no field named data: the
+// listener gets 42, as the README's line says.
+func TestTokensCurlData(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ts := newServer(t)
+		rec, leave, wait := ts.open(t.Context(), "/tokens/demo/poll")
+		synctest.Wait()
+		form := "application/x-www-form-urlencoded"
+		for _, body := range []string{"42", url.Values{"data": {"43"}}.Encode()} {
+			if w := post(ts, "/tokens/demo/ping", form, strings.NewReader(body), int64(len(body))); w.Code != http.StatusOK {
+				t.Fatalf("ping %q: %d %q", body, w.Code, w.Body.String())
+			}
+		}
+		if w := post(ts, "/tokens/demo/retry", form, strings.NewReader("5000"), 4); w.Code != http.StatusOK {
+			t.Fatalf("retry 5000: %d %q", w.Code, w.Body.String())
+		}
+		synctest.Wait()
+		evs := parse(t, rec.Flushed())
+		if len(evs) != 2 || evs[0].Data != "42" || evs[1].Data != "43" {
+			t.Errorf("got %+v, want pings 42 and 43", evs)
+		}
+		wantContains(t, rec.Flushed(), "retry: 5000\n")
+		leave()
+		wait()
+	})
+}
+
+// The retry action's data: only 0 to 600000 ms is accepted, whatever is
+// posted and however.
+func FuzzTokenRetry(f *testing.F) {
+	f.Add("5000", false)
+	f.Add("data=600000", true)
+	f.Add("2147483647", false)
+	f.Add(" 42\n", true)
+	ts := newServer(f)
+	f.Fuzz(func(t *testing.T, body string, form bool) {
+		ct := "text/plain"
+		if form {
+			ct = "application/x-www-form-urlencoded"
+		}
+		w := ts.do(http.MethodPost, "/tokens/fuzz/retry", body, "Content-Type", ct)
+		switch w.Code {
+		case http.StatusOK, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		default:
+			t.Fatalf("retry %q: %d %q", body, w.Code, w.Body.String())
+		}
+		if w.Code == http.StatusOK {
+			data := body
+			if v, err := url.ParseQuery(body); form && err == nil && v.Has("data") {
+				data = v.Get("data")
+			}
+			if ms, err := strconv.ParseUint(strings.TrimSpace(data), 10, 64); err != nil || ms > handlers.MaxRetry {
+				t.Fatalf("retry %q accepted", body)
+			}
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"os/exec"
 	"strings"
@@ -80,10 +81,6 @@ func client(t *testing.T, base string, args ...string) (stdout, stderr *syncBuff
 			return nil
 		}
 	}
-}
-
-func listeners(t *testing.T, base string) float64 {
-	return metric(t, base, `sselab_open_streams{route="/tokens/:token/poll"}`)
 }
 
 func TestClientPrintsEventsAndExitsAfterClose(t *testing.T) {
@@ -209,5 +206,32 @@ func TestKeepaliveAtK(t *testing.T) {
 		case <-time.After(5 * time.Second): // the default interval (15s) would fail this
 			t.Fatalf("%d keepalive comments within 5s at -k 100, want 3", i)
 		}
+	}
+}
+
+// `sselab client` honours rule 7 as a browser does: refused for capacity,
+// it comes back after the retry it was given.
+func TestClientComesBackAfterRefusal(t *testing.T) {
+	s := startServer(t, "-max-streams", "1")
+	holder, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(holder, http.MethodGet, s.URL+"/time/sendTime?mode=stream", nil)
+	resp, err := plainClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, errOut, wait := client(t, s.URL, "tok")
+	eventually(t, 10*time.Second, "a refusal", func() bool {
+		return metric(t, s.URL, `sselab_http_requests_total{code="200",route="/tokens/:token/poll"}`) >= 1 // refusals end at once
+	})
+	cancel()
+	eventually(t, 15*time.Second, "the client back", func() bool { return listeners(t, s.URL) == 1 })
+	request(t, s.URL, "tok", "ping", "back")
+	request(t, s.URL, "tok", "close")
+	if err := wait(10 * time.Second); err != nil {
+		t.Fatalf("client: %v; stderr %q", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "ping: back\n") {
+		t.Errorf("client printed %q, want the ping after it came back", out.String())
 	}
 }

@@ -122,3 +122,8 @@ func asExit(err error, target **exec.ExitError) bool {
 	*target = e
 	return ok
 }
+
+// listeners is how many token streams are open.
+func listeners(t *testing.T, base string) float64 {
+	return metric(t, base, `sselab_open_streams{route="/tokens/:token/poll"}`)
+}

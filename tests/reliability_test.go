@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -435,33 +434,6 @@ func TestSlowBodiesAreCut(t *testing.T) {
 	}
 	close(stop)
 	t.Logf("%d slow bodies cut after %v; /healthz answered %d times meanwhile", n, time.Since(start).Round(100*time.Millisecond), <-checked)
-}
-
-// `sselab client` honours rule 7 as a browser does: refused for capacity,
-// it comes back after the retry it was given.
-func TestClientComesBackAfterRefusal(t *testing.T) {
-	s := startServer(t, "-max-streams", "1")
-	holder, cancel := context.WithCancel(t.Context())
-	req, _ := http.NewRequestWithContext(holder, http.MethodGet, s.URL+"/time/sendTime?mode=stream", nil)
-	resp, err := plainClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, errOut, wait := client(t, s.URL, "tok")
-	eventually(t, 10*time.Second, "a refusal", func() bool {
-		return metric(t, s.URL, `sselab_http_requests_total{code="200",route="/tokens/:token/poll"}`) >= 1 // refusals end at once
-	})
-	cancel()
-	eventually(t, 15*time.Second, "the client back", func() bool { return listeners(t, s.URL) == 1 })
-	request(t, s.URL, "tok", "ping", "back")
-	request(t, s.URL, "tok", "close")
-	if err := wait(10 * time.Second); err != nil {
-		t.Fatalf("client: %v; stderr %q", err, errOut.String())
-	}
-	if !strings.Contains(out.String(), "ping: back\n") {
-		t.Errorf("client printed %q, want the ping after it came back", out.String())
-	}
 }
 
 // After a restart a client that resumes with its Last-Event-ID is told of

@@ -1,166 +1,227 @@
 package tests
 
 import (
-	"bytes"
 	"go/ast"
-	"go/format"
 	"go/parser"
 	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
 
-// The README's "Start a new project" steps, on a copy of the tree: rename
-// the module with the README's own command lines, delete a demo (the
-// finite generator: its files, its one entry, its tests, which are the test
-// functions named for it), add one, and the copy vets and passes its unit
-// and handler tests.
-func TestTemplateSteps(t *testing.T) {
+// removal is one demo or tool of the template: the files and folders that
+// are its own, and its entry in app/routes.go's Demos (the element with
+// that Title), or, for a tool inside a demo's entry, the field it fills.
+type removal struct {
+	name  string
+	files []string
+	entry string // the Title of its Demos element
+	field string // with entry: delete only this field of the element
+}
+
+// removals are the README's "Use it as a template" list, tried one by one.
+var removals = []removal{
+	{"time feed", []string{"handlers/timefeed.go", "handlers/timefeed_test.go", "views/timefeed.templ", "views/timefeed_templ.go", "assets/timefeed.js", "app/timefeed", "tests/timefeed_test.go"}, "Time feed", ""},
+	{"generator", []string{"handlers/generator.go", "handlers/generator_test.go", "views/generator.templ", "views/generator_templ.go", "assets/generator.js"}, "Finite generator", ""},
+	{"visits", []string{"handlers/visits.go", "handlers/visits_test.go", "views/visits.templ", "views/visits_templ.go", "assets/visits.js"}, "Visits", ""},
+	{"chat and fragments", []string{"handlers/chat.go", "handlers/chat_test.go", "handlers/fragments.go", "handlers/fragments_test.go", "views/chat.templ", "views/chat_templ.go", "views/fragments.templ", "views/fragments_templ.go", "assets/chat.js"}, "Chat", ""},
+	{"tokens", []string{"handlers/tokens.go", "handlers/tokens_test.go", "views/tokens.templ", "views/tokens_templ.go", "assets/tokens.js", "app/tokens", "app/cli", "tests/cli_test.go"}, "Token streams", ""},
+	{"connections", []string{"handlers/connections.go", "views/connections.templ", "views/connections_templ.go", "assets/connections.js"}, "Connections", ""},
+	{"doctor (command, package, page)", []string{"handlers/doctor.go", "views/doctor.templ", "views/doctor_templ.go", "assets/doctor.js", "app/doctor", "tests/doctor_test.go", "tests/doctorpage_test.go", "tests/proxy_test.go", "tests/peer_test.go"}, "Doctor", ""},
+	{"token CLI", []string{"app/cli", "tests/cli_test.go"}, "Token streams", "Commands"},
+	{"load benchmark", []string{"cmd/ssebench"}, "", ""},
+}
+
+// The template promise: on a copy of the tree with the module renamed by
+// the README's own lines, each demo and each tool removed in turn (its
+// files and its one entry) leaves a tree that builds, vets and passes its
+// unit tests. The e2e tests of tests/ are compiled (by vet), not run.
+func TestRemoveEachDemoAndTool(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a copy of the whole project")
+		t.Skip("builds a copy of the whole project once per demo and tool")
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	files, err := exec.Command("git", "-C", root, "ls-files").Output()
 	if err != nil {
-		t.Skipf("the template steps copy the files git tracks: %v", err)
+		t.Skipf("the removal test copies the files git tracks: %v", err)
 	}
-	for _, f := range strings.Fields(string(files)) {
-		b, err := os.ReadFile(filepath.Join(root, f))
-		if err != nil {
-			continue // deleted in the work tree
-		}
-		os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := func(name string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(name, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "SSELAB_REQUIRE_ALL=")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-	}
-
-	// Step 1, the README's lines as written.
 	readme, _ := os.ReadFile(filepath.Join(root, "README.md"))
-	step := string(readme)[strings.Index(string(readme), "## Start a new project"):]
-	for _, line := range []string{
+	rename := []string{
 		"go mod edit -module example.com/yourservice",
 		`grep -rl '"sselab/' --include=*.go . | xargs sed -i 's#"sselab/#"example.com/yourservice/#'`,
-	} {
-		if !strings.Contains(step, line) {
-			t.Fatalf("the README's steps no longer say %q", line)
-		}
-		run("bash", "-c", line)
 	}
-
-	// Step 3: delete the finite generator: its files, its entry, its tests.
-	for _, f := range []string{"handlers/generator.go", "handlers/generator_test.go", "views/generator.templ", "views/generator_templ.go", "assets/generator.js"} {
-		if err := os.Remove(filepath.Join(dir, f)); err != nil {
-			t.Fatal(err)
+	for _, line := range rename {
+		if !strings.Contains(string(readme), line) {
+			t.Fatalf("the README's template steps no longer say %q", line)
 		}
 	}
-	edit(t, filepath.Join(dir, "app/routes.go"), func(s string) string {
-		start := strings.Index(s, "\t\t{title: \"Finite generator\"")
-		end := strings.Index(s[start+1:], "\n\t\t{title:") + start + 2
-		return s[:start] + s[end:]
-	})
-	for _, f := range []string{"handlers/fuzz_test.go", "handlers/limits_test.go"} {
-		dropFuncs(t, filepath.Join(dir, f), "Generator")
+	for _, rm := range removals {
+		for _, f := range rm.files {
+			if !strings.Contains(string(readme), f) {
+				t.Errorf("the README does not name %s among the files of %s", f, rm.name)
+			}
+		}
 	}
+	for _, rm := range removals {
+		t.Run(rm.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range strings.Fields(string(files)) {
+				b, err := os.ReadFile(filepath.Join(root, f))
+				if err != nil {
+					continue // deleted in the work tree
+				}
+				os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755)
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run := func(name string, args ...string) {
+				t.Helper()
+				cmd := exec.Command(name, args...)
+				cmd.Dir = dir
+				cmd.Env = append(os.Environ(), "SSELAB_REQUIRE_ALL=")
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+				}
+			}
+			for _, line := range rename {
+				run("bash", "-c", line)
+			}
+			for _, f := range rm.files {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+				if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rm.entry != "" {
+				removeEntry(t, filepath.Join(dir, "app/routes.go"), rm.entry, rm.field)
+			}
+			run("go", "build", "./...")
+			run("go", "vet", "./...")
+			// The unit and handler tests. The Redis broker's and doctor's
+			// are the same code as in the tree, and slow.
+			out, err := exec.Command("go", "-C", dir, "list", "./...").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"test", "-short", "-count=1"}
+			for _, p := range strings.Fields(string(out)) {
+				if !strings.HasSuffix(p, "/tests") && !strings.HasSuffix(p, "/app/doctor") && !strings.HasSuffix(p, "/app/hub/redis") {
+					args = append(args, p)
+				}
+			}
+			run("go", args...)
+		})
+	}
+}
 
-	// ...and add one: a handler file, a view, a script, one entry.
-	write(t, dir, "handlers/hello.go", `package handlers
-
-import (
-	"net/http"
-
-	"github.com/labstack/echo/v4"
-
-	"example.com/yourservice/app/sse"
-	"example.com/yourservice/views"
-)
-
-// Hello is the smallest stream demo: one greeting, then the end.
-type Hello struct{}
-
-func (Hello) Page(c echo.Context) error { return render(c, http.StatusOK, views.HelloPage()) }
-
-func (Hello) Stream(c echo.Context) error {
-	s, err := sse.Open(c.Response())
+// removeEntry deletes the element of Demos whose Title is title (or only
+// its field named field), and then the imports nothing uses any more.
+func removeEntry(t *testing.T, path, title, field string) {
+	t.Helper()
+	src, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	return s.Send(sse.Event{Type: "hello", Data: "hello, world"})
-}
-`)
-	write(t, dir, "views/hello.templ", `package views
-
-templ HelloPage() {
-	@Layout("Hello") {
-		<h1>Hello</h1>
-		<ol data-testid="events"></ol>
-		<script src="/assets/hello.js"></script>
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, src, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-`)
-	write(t, dir, "assets/hello.js", `"use strict";
-const es = new EventSource("/hello/stream");
-es.addEventListener("hello", (ev) => {
-  const li = document.createElement("li");
-  li.textContent = ev.data;
-  document.querySelector("[data-testid=events]").append(li);
-});
-`)
-	edit(t, filepath.Join(dir, "app/routes.go"), func(s string) string {
-		return strings.Replace(s, "\treturn []demo{\n", "\treturn []demo{\n"+
-			"\t\t{title: \"Hello\", nav: \"Hello\", href: \"/hello/\", seed: \"none\", lesson: \"The smallest stream.\", routes: []route{\n"+
-			"\t\t\t{methods: get, path: \"/hello/\", handler: handlers.Hello{}.Page, doc: \"Hello page.\", curl: \"curl {base}/hello/\"},\n"+
-			"\t\t\t{methods: get, path: \"/hello/stream\", handler: handlers.Hello{}.Stream, stream: true, doc: \"One greeting.\", curl: \"curl -N {base}/hello/stream\"},\n"+
-			"\t\t}},\n", 1)
+	var from, to int = -1, -1
+	ast.Inspect(f, func(n ast.Node) bool {
+		cl, ok := n.(*ast.CompositeLit)
+		if !ok || from >= 0 {
+			return from < 0
+		}
+		for _, kv := range keyValues(cl) {
+			if key(kv) == "Title" {
+				if lit, ok := kv.Value.(*ast.BasicLit); ok {
+					if v, _ := strconv.Unquote(lit.Value); v == title {
+						node := ast.Node(cl)
+						if field != "" {
+							for _, kv := range keyValues(cl) {
+								if key(kv) == field {
+									node = kv
+								}
+							}
+							if node == cl {
+								t.Fatalf("entry %q has no field %s", title, field)
+							}
+						}
+						from, to = fset.Position(node.Pos()).Offset, fset.Position(node.End()).Offset
+						return false
+					}
+				}
+			}
+		}
+		return true
 	})
-	write(t, dir, "handlers/hello_test.go", `package handlers_test
-
-import (
-	"net/http"
-	"testing"
-)
-
-func TestHello(t *testing.T) {
-	ts := newServer(t)
-	w := ts.do(http.MethodGet, "/hello/stream", "")
-	if evs := parse(t, w.Body.String()); len(evs) != 1 || evs[0].Data != "hello, world" {
-		t.Fatalf("got %+v", evs)
+	if from < 0 {
+		t.Fatalf("no entry with Title %q in %s", title, path)
 	}
-	if ct := w.Header().Get("Content-Type"); ct != "text/event-stream; charset=utf-8" {
-		t.Errorf("Content-Type %q", ct)
+	if to < len(src) && src[to] == ',' {
+		to++
 	}
-	home := ts.do(http.MethodGet, "/", "").Body.String()
-	for _, want := range []string{`+"`"+`<a href="/hello/">Hello</a>`+"`"+`, "curl -N http://example.com/hello/stream"} {
-		wantContains(t, home, want)
-	}
-	if w := ts.do(http.MethodGet, "/eventsource/page", ""); w.Code != http.StatusNotFound {
-		t.Errorf("the deleted demo's page: %d", w.Code)
-	}
+	out := string(src[:from]) + string(src[to:])
+	write(t, filepath.Dir(path), filepath.Base(path), dropUnusedImports(t, out))
 }
-`)
 
-	// Step 4.
-	run("go", "tool", "templ", "generate")
-	run("go", "vet", "./...")
-	// The unit and handler tests; the Redis broker's and the end-to-end
-	// ones are the same code as here, and slow.
-	run("go", "test", "./app", "./app/hub", "./app/sse/...", "./app/tokens", "./app/metrics", "./handlers/...")
+func keyValues(cl *ast.CompositeLit) []*ast.KeyValueExpr {
+	var kvs []*ast.KeyValueExpr
+	for _, e := range cl.Elts {
+		if kv, ok := e.(*ast.KeyValueExpr); ok {
+			kvs = append(kvs, kv)
+		}
+	}
+	return kvs
+}
+
+func key(kv *ast.KeyValueExpr) string {
+	if id, ok := kv.Key.(*ast.Ident); ok {
+		return id.Name
+	}
+	return ""
+}
+
+// dropUnusedImports removes the import lines whose package no identifier
+// of the file names any more: what goimports does, for this one case.
+func dropUnusedImports(t *testing.T, src string) string {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "x.go", src, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok {
+			if id, ok := sel.X.(*ast.Ident); ok {
+				used[id.Name] = true
+			}
+		}
+		return true
+	})
+	for _, im := range f.Imports {
+		p, _ := strconv.Unquote(im.Path.Value)
+		parts := strings.Split(p, "/")
+		name := parts[len(parts)-1]
+		if len(parts) > 1 && len(name) > 1 && name[0] == 'v' && strings.Trim(name[1:], "0123456789") == "" {
+			name = parts[len(parts)-2] // a major version: github.com/labstack/echo/v4 is echo
+		}
+		if !used[name] {
+			src = strings.Replace(src, "\t"+im.Path.Value+"\n", "", 1)
+		}
+	}
+	return src
 }
 
 func write(t *testing.T, dir, name, content string) {
@@ -168,37 +229,4 @@ func write(t *testing.T, dir, name, content string) {
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func edit(t *testing.T, path string, f func(string) string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Dir(path), filepath.Base(path), f(string(b)))
-}
-
-// dropFuncs deletes the functions whose name contains word.
-func dropFuncs(t *testing.T, path, word string) {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kept []ast.Decl
-	for _, d := range f.Decls {
-		if fn, ok := d.(*ast.FuncDecl); ok && strings.Contains(fn.Name.Name, word) {
-			continue
-		}
-		kept = append(kept, d)
-	}
-	f.Decls = kept
-	f.Comments = nil // comments of dropped functions would be left behind
-	var buf bytes.Buffer
-	if err := format.Node(&buf, fset, f); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Dir(path), filepath.Base(path), buf.String())
 }

@@ -100,6 +100,7 @@ type ChatMessage struct {
 // learner should expect to see.
 type DoctorTarget struct {
 	Name, Label   string
+	Route         string // the route (Echo's pattern) it needs served
 	Path, Publish string // {token} becomes a token of the run's own
 	Expect        string
 }

@@ -32,13 +32,20 @@ func SetHeaders(h http.Header) {
 	h.Del("Content-Encoding")
 }
 
-// Open sets the stream headers, sends them with status 200 and flushes, so
-// the client sees the stream open before the first event exists.
+// Opening is the comment every stream starts with. Firefox, and WebKit over
+// HTTP/2, fire EventSource's open only when the first body byte arrives:
+// a stream with nothing to say yet would show CONNECTING until its first
+// keepalive. So the headers and this go out together, at once.
+const Opening = ": open\n\n"
+
+// Open sets the stream headers, sends them with status 200 and the opening
+// comment, and flushes, so that every browser sees the stream open before
+// the first event exists.
 func Open(w http.ResponseWriter) (*Stream, error) {
 	SetHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	s := &Stream{w: w, rc: http.NewResponseController(w)}
-	if err := s.rc.Flush(); err != nil {
+	if err := s.Write([]byte(Opening)); err != nil {
 		return nil, err
 	}
 	return s, nil

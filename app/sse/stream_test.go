@@ -30,6 +30,11 @@ func TestOpenSetsHeadersAndFlushes(t *testing.T) {
 	if w.Status() != http.StatusOK {
 		t.Errorf("status: got %d, want 200", w.Status())
 	}
+	// Rule 1: the first body bytes go out with the headers, or Firefox
+	// shows a quiet stream as CONNECTING.
+	if got := w.Flushed(); got != ": open\n\n" {
+		t.Errorf("flushed at open: got %q, want the opening comment", got)
+	}
 }
 
 func TestSendFlushesEachEvent(t *testing.T) {
@@ -38,7 +43,7 @@ func TestSendFlushesEachEvent(t *testing.T) {
 	if err := s.Send(sse.Event{Data: "one"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.Flushed(); got != "data: one\n\n" {
+	if got := w.Flushed(); got != sse.Opening+"data: one\n\n" {
 		t.Errorf("got %q, want the event flushed", got)
 	}
 }
@@ -60,12 +65,12 @@ func TestLoopKeepaliveAndStop(t *testing.T) {
 
 		time.Sleep(15*time.Second - time.Nanosecond)
 		synctest.Wait()
-		if got := w.Flushed(); got != "" {
+		if got := w.Flushed(); got != sse.Opening {
 			t.Fatalf("before the interval: got %q, want nothing", got)
 		}
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
-		if got := w.Flushed(); got != ": keepalive\n\n" {
+		if got := w.Flushed(); got != sse.Opening+": keepalive\n\n" {
 			t.Fatalf("at the interval: got %q, want one keepalive", got)
 		}
 		ready <- struct{}{}
@@ -124,7 +129,7 @@ func TestLoopSendsThePartingEventOfItsCause(t *testing.T) {
 			if err := sse.Loop(ctx, s, time.Minute, never, func() (bool, error) { return false, nil }); err != nil {
 				t.Fatalf("Loop: %v", err)
 			}
-			if got := w.Flushed(); got != tc.want {
+			if got := w.Flushed(); got != sse.Opening+tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
@@ -148,7 +153,7 @@ func TestLoopEndsBeforeWhatIsReady(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("Loop: %v", err)
 		}
-		if got := w.Flushed(); steps != 0 || got != ": bye\nretry: 2500\n\n" {
+		if got := w.Flushed(); steps != 0 || got != sse.Opening+": bye\nretry: 2500\n\n" {
 			t.Fatalf("%d steps, flushed %q: want only the parting event", steps, got)
 		}
 	}

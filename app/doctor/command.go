@@ -1,4 +1,4 @@
-package cli
+package doctor
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 	"io"
 	"sync"
 	"time"
-
-	"sselab/app/doctor"
 )
 
 // Exit is an error that asks for a particular exit status; Err, when not
@@ -29,10 +27,13 @@ func (e Exit) Error() string {
 
 func (e Exit) Unwrap() error { return e.Err }
 
-// Doctor checks an SSE endpoint and prints one line per check. It exits
+// ExitCode is the exit status the command asks for.
+func (e Exit) ExitCode() int { return e.Code }
+
+// Command is `sselab doctor`: it checks an SSE endpoint and prints one line per check. It exits
 // 0 when no check failed, 1 when one did, 2 when the endpoint could not be
 // reached or the arguments are wrong.
-func Doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sselab doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, `print {"url": ..., "checks": [{"name": ..., "status": ..., "detail": ...}]}`)
@@ -54,10 +55,10 @@ func Doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return Exit{2, fmt.Errorf("usage: %s", usage)}
 	}
-	o := doctor.Options{URL: fs.Arg(0), Publish: *publish, Timeout: *timeout}
+	o := Options{URL: fs.Arg(0), Publish: *publish, Timeout: *timeout}
 	if *verbose {
 		var mu sync.Mutex // doctor observes from several goroutines
-		o.Observe = func(ob doctor.Observation) {
+		o.Observe = func(ob Observation) {
 			who := "doctor  "
 			if ob.Stream > 0 {
 				who = fmt.Sprintf("stream %d", ob.Stream)
@@ -67,7 +68,7 @@ func Doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(stderr, "%8.3fs  %s  %-8s %s\n", ob.At.Seconds(), who, ob.What, ob.Detail)
 		}
 	}
-	r, err := doctor.Run(ctx, o)
+	r, err := Run(ctx, o)
 	if err != nil {
 		return Exit{2, err}
 	}
