@@ -197,11 +197,15 @@ func TestKeepaliveAtK(t *testing.T) {
 	comments := make(chan string, 16)
 	p.OnComment = func(c string) { comments <- c }
 	go p.Next()
-	for i := 0; i < 3; i++ {
+	for i := -1; i < 3; i++ {
 		select {
 		case c := <-comments:
-			if c != "keepalive" {
-				t.Errorf("comment %q, want keepalive", c)
+			want := "keepalive"
+			if i < 0 {
+				want = "open" // rule 1: the stream's first bytes, at once
+			}
+			if c != want {
+				t.Errorf("comment %q, want %s", c, want)
 			}
 		case <-time.After(5 * time.Second): // the default interval (15s) would fail this
 			t.Fatalf("%d keepalive comments within 5s at -k 100, want 3", i)

@@ -37,10 +37,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// skipShort skips an end-to-end test under -short: the quick inner loop
+// is the unit tests beside the code; `go test ./...` and CI run these.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: boots the real server or an external program; skipped under -short")
+	}
+}
+
 // requireTool finds an external program: the environment variable, else
 // PATH. Missing, it skips the test, or fails it under SSELAB_REQUIRE_ALL=1.
 func requireTool(t *testing.T, env string, names ...string) string {
 	t.Helper()
+	skipShort(t)
 	if p := os.Getenv(env); p != "" {
 		return p
 	}
@@ -100,6 +110,7 @@ func startServerAt(t *testing.T, addr string, args ...string) *server {
 
 func startServerEnv(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
+	skipShort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &addrWriter{url: make(chan string, 1)}
 	s := &server{stop: cancel, done: make(chan error, 1)}
@@ -287,6 +298,7 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 
 func binary(t *testing.T) string {
 	t.Helper()
+	skipShort(t)
 	bin, err := buildOnce()
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,9 @@ func judge(s *stream, pub *publisher, again *resumed) []Check {
 		checkContentLength(s),
 		checkHeaders(s, v),
 	}
+	if s.noBody == "" {
+		out = append(out, checkFirstBytes(s, v))
+	}
 	if s.noBody != "" {
 		for _, name := range Names[len(out):] {
 			out = append(out, Check{name, Warn, "not checked: " + s.noBody})
@@ -131,6 +134,27 @@ func checkHeaders(s *stream, v view) Check {
 	return Check{"headers", Pass, fmt.Sprintf("in %v, before the first event", in)}
 }
 
+// checkFirstBytes: Firefox, and WebKit over HTTP/2, fire open only when the
+// first body byte arrives, so a stream with nothing to say yet shows
+// CONNECTING until it says something.
+func checkFirstBytes(s *stream, v view) Check {
+	const why = ": Firefox, and Safari over HTTP/2, report a stream open only when its first body byte arrives, so a page shows CONNECTING until then; send a comment right after the headers"
+	if len(v.reads) == 0 {
+		if v.ended {
+			return Check{"first-bytes", Warn, "the response ended with no body"}
+		}
+		if v.watched < flushBound {
+			return Check{"first-bytes", Warn, fmt.Sprintf("no body bytes in the %v watched", v.watched.Round(time.Millisecond))}
+		}
+		return Check{"first-bytes", Fail, fmt.Sprintf("no body bytes in the %v after the headers%s", (v.watched - s.headers).Round(100*time.Millisecond), why)}
+	}
+	first := v.reads[0] - s.headers
+	if first > flushBound {
+		return Check{"first-bytes", Fail, fmt.Sprintf("the first body bytes came %v after the headers%s", first.Round(100*time.Millisecond), why)}
+	}
+	return Check{"first-bytes", Pass, fmt.Sprintf("the first body bytes came %v after the headers", first.Round(time.Millisecond))}
+}
+
 // dispatched are the events a page would hear: gap is the server's signal,
 // not one of the stream's events.
 func dispatched(v view) []arrival {
@@ -206,14 +230,17 @@ func checkFlush(s *stream, v view, pub *publisher) Check {
 
 // heldWhole reports the signature of a response held back until its end:
 // headers that came late and with the first bytes of the body, three or
-// more events all in that first moment, and the end right after them.
+// more events all in that first moment, and the end soon after them.
 // Spacing cannot be judged then (every event is in the opening burst), but
 // no server that flushes sends a stream this way.
 func heldWhole(s *stream, v view, all []arrival) bool {
 	if s.headers <= time.Second || len(v.reads) == 0 || v.reads[0]-s.headers >= 50*time.Millisecond || len(all) < 3 || !v.ended {
 		return false
 	}
-	return all[len(all)-1].at-s.headers < openingBurst && v.endAt-s.headers < openingBurst
+	// The end follows the last event closely, but not necessarily within
+	// the opening burst: a loaded machine (a CI runner under -race) can
+	// take longer than that between the last byte and the end.
+	return all[len(all)-1].at-s.headers < openingBurst && v.endAt-all[len(all)-1].at < flushBound
 }
 
 // spread says how close together arrivals were.

@@ -69,7 +69,7 @@ func (r Report) Get(name string) Check {
 
 // Names are the checks, in the order they are reported.
 var Names = []string{"status", "content-type", "cache-control", "content-encoding", "content-length",
-	"headers", "flush", "keepalive", "retry", "ids", "replay"}
+	"headers", "first-bytes", "flush", "keepalive", "retry", "ids", "replay"}
 
 // Options say what to check and how long to take.
 type Options struct {
@@ -109,7 +109,8 @@ const (
 	// A keepalive must come at least this often, or idle proxies cut the
 	// stream (many cut at 30-60 s).
 	keepaliveBound = 30 * time.Second
-	// Posted events must arrive within this of their post.
+	// Posted events must arrive within this of their post, and the
+	// body's first bytes within this of the headers.
 	flushBound = time.Second
 	// A burst: arrivals this close are one read's worth.
 	burstGap = 15 * time.Millisecond
@@ -336,7 +337,14 @@ func (s *stream) read() {
 	p := sse.NewParser(r)
 	p.OnComment = func(text string) {
 		s.mu.Lock()
-		s.seen.comments = append(s.seen.comments, time.Since(s.sent))
+		at := time.Since(s.sent)
+		// A comment that is the body's first thing, with the headers, is
+		// the stream saying it is open (rule 1), not a keepalive.
+		if len(s.seen.events) == 0 && len(s.seen.comments) == 0 && !s.seen.opening && at-s.headers < openingBurst {
+			s.seen.opening = true
+		} else {
+			s.seen.comments = append(s.seen.comments, at)
+		}
 		s.mu.Unlock()
 		s.observe("comment", short(text))
 		s.notify()
@@ -401,7 +409,8 @@ func (s *stream) notify() {
 // view is what a stream has seen so far.
 type view struct {
 	events   []arrival
-	comments []time.Duration
+	opening  bool            // the body began with a comment, at once
+	comments []time.Duration // keepalive comments: every comment but the opening one
 	reads    []time.Duration
 	retry    time.Duration
 	hasRetry bool
@@ -439,6 +448,7 @@ func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
 	s.startRead()
 	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
+	posted := pubDone(pub) // nil once heard: a closed channel would spin the loop
 	for {
 		s.mu.Lock()
 		changed := s.changed
@@ -453,7 +463,8 @@ func (s *stream) watch(ctx context.Context, until time.Time, pub *publisher) {
 		case <-timer.C:
 			return
 		case <-changed:
-		case <-pubDone(pub):
+		case <-posted:
+			posted = nil
 		}
 	}
 }

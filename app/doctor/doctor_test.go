@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -27,6 +28,7 @@ type fault struct {
 	replayRepeats bool // resumes with the event of Last-Event-ID itself
 	replaySkips   bool // resumes one event too late
 	headersHeld   bool // writes nothing, headers included, until its first event 1.5 s in
+	quiet         bool // flushes the headers, then says nothing for 1.5 s (a new connection; a resumed one replays at once)
 }
 
 // eventServer produces an event every 200 ms from the first connection on,
@@ -40,7 +42,7 @@ type eventServer struct {
 	started bool
 }
 
-func startEventServer(t *testing.T, f fault) *httptest.Server {
+func startEventServer(t *testing.T, f fault) (string, *http.Client) {
 	es := &eventServer{f: f, changed: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /events", es.stream)
@@ -48,11 +50,11 @@ func startEventServer(t *testing.T, f fault) *httptest.Server {
 		es.add(r.FormValue("data"))
 		w.WriteHeader(http.StatusNoContent)
 	})
-	srv := httptest.NewServer(mux)
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); srv.Close() })
-	go es.produce(ctx)
-	return srv
+	produced := make(chan struct{})
+	go func() { defer close(produced); es.produce(ctx) }()
+	t.Cleanup(func() { cancel(); <-produced })
+	return serve(t, mux)
 }
 
 func (es *eventServer) add(data string) {
@@ -134,6 +136,16 @@ func (es *eventServer) stream(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		rc.Flush() // the headers go out at once, even through the buffer
 	}
+	if es.f.quiet && r.Header.Get("Last-Event-ID") == "" {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(1500 * time.Millisecond):
+		}
+		es.mu.Lock()
+		next = len(es.events) // and then starts live
+		es.mu.Unlock()
+	}
 	fmt.Fprint(out, "retry: 2000\n\n")
 	flush()
 	keepalive := time.NewTicker(500 * time.Millisecond)
@@ -188,35 +200,36 @@ func TestFaults(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		f       fault
-		fails   string // "": none
+		fails   string // the checks that fail, space-separated; "": none
 		publish bool
 		timeout time.Duration
 	}{
 		{name: "sound", fails: ""},
 		{name: "sound, timed posts", fails: "", publish: true},
 		{name: "gzip", f: fault{gzip: true}, fails: "content-encoding"},
-		{name: "buffered", f: fault{buffered: true}, fails: "flush"},
-		{name: "buffered, timed posts", f: fault{buffered: true}, fails: "flush", publish: true},
+		// The buffer holds the first bytes too.
+		{name: "buffered", f: fault{buffered: true}, fails: "first-bytes flush"},
+		{name: "buffered, timed posts", f: fault{buffered: true}, fails: "first-bytes flush", publish: true},
 		{name: "no keepalive", f: fault{noKeepalive: true}, fails: "keepalive", timeout: 40 * time.Second},
 		{name: "content length", f: fault{contentLength: true}, fails: "content-length"},
 		{name: "plain text", f: fault{plainText: true}, fails: "content-type"},
 		{name: "replay repeats", f: fault{replayRepeats: true}, fails: "replay"},
 		{name: "replay skips", f: fault{replaySkips: true}, fails: "replay"},
 		{name: "headers held", f: fault{headersHeld: true}, fails: "headers"},
+		{name: "quiet at first", f: fault{quiet: true}, fails: "first-bytes"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			srv := startEventServer(t, tt.f)
-			o := Options{URL: srv.URL + "/events", Timeout: tt.timeout}
+		bubble(t, tt.name, func(t *testing.T) {
+			base, client := startEventServer(t, tt.f)
+			o := Options{URL: base + "/events", Timeout: tt.timeout, Client: client}
 			if tt.publish {
-				o.Publish = srv.URL + "/publish"
+				o.Publish = base + "/publish"
 			}
 			r, err := Run(t.Context(), o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, c := range r.Checks {
-				if (c.Status == Fail) != (c.Name == tt.fails) {
+				if (c.Status == Fail) != slices.Contains(strings.Fields(tt.fails), c.Name) {
 					t.Errorf("%s %s: %s", c.Status, c.Name, c.Detail)
 				}
 			}
@@ -240,7 +253,9 @@ func TestFaults(t *testing.T) {
 // A stream that ends after each event, as the CherryPy time feed's does,
 // and one that answers 204: no check fails for the first for want of a
 // long stream; the second fails status and checks nothing else.
-func TestShortAndFinishedStreams(t *testing.T) {
+func TestShortAndFinishedStreams(t *testing.T) { synctest.Test(t, testShortAndFinishedStreams) }
+
+func testShortAndFinishedStreams(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/once", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -249,10 +264,9 @@ func TestShortAndFinishedStreams(t *testing.T) {
 		http.NewResponseController(w).Flush() // so no Content-Length
 	})
 	mux.HandleFunc("/done", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	base, client := serve(t, mux)
 
-	r, err := Run(t.Context(), Options{URL: srv.URL + "/once", Timeout: 5 * time.Second})
+	r, err := Run(t.Context(), Options{URL: base + "/once", Timeout: 5 * time.Second, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +282,7 @@ func TestShortAndFinishedStreams(t *testing.T) {
 		t.Errorf("once: replay %s %s, want warn: no ids", c.Status, c.Detail)
 	}
 
-	r, err = Run(t.Context(), Options{URL: srv.URL + "/done", Timeout: 5 * time.Second})
+	r, err = Run(t.Context(), Options{URL: base + "/done", Timeout: 5 * time.Second, Client: client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +300,9 @@ func TestShortAndFinishedStreams(t *testing.T) {
 // middleware: its events are made 150 ms apart but everything, headers
 // included, leaves at the end. Headers and flush fail, nothing else; the
 // same stream flushed fails nothing.
-func TestWholeResponseHeldBack(t *testing.T) {
+func TestWholeResponseHeldBack(t *testing.T) { synctest.Test(t, testWholeResponseHeldBack) }
+
+func testWholeResponseHeldBack(t *testing.T) {
 	send := func(w http.ResponseWriter, r *http.Request, flush bool) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -310,11 +326,10 @@ func TestWholeResponseHeldBack(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/held", func(w http.ResponseWriter, r *http.Request) { send(w, r, false) })
 	mux.HandleFunc("/flushed", func(w http.ResponseWriter, r *http.Request) { send(w, r, true) })
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	base, client := serve(t, mux)
 	for path, fails := range map[string]string{"/held": "flush headers", "/flushed": ""} {
 		var headersAt time.Duration
-		r, err := Run(t.Context(), Options{URL: srv.URL + path, Timeout: 10 * time.Second, Observe: func(o Observation) {
+		r, err := Run(t.Context(), Options{URL: base + path, Timeout: 10 * time.Second, Client: client, Observe: func(o Observation) {
 			if o.What == "headers" {
 				headersAt = o.At
 			}
@@ -346,11 +361,13 @@ func TestWholeResponseHeldBack(t *testing.T) {
 // Observe tells a run as it happens: both streams' headers (the second
 // asked with Last-Event-ID), the events, the comments, each post and its
 // answer, and when a held response's headers really came.
-func TestObserve(t *testing.T) {
-	srv := startEventServer(t, fault{})
+func TestObserve(t *testing.T) { synctest.Test(t, testObserve) }
+
+func testObserve(t *testing.T) {
+	base, client := startEventServer(t, fault{})
 	var mu sync.Mutex
 	var seen []Observation
-	_, err := Run(t.Context(), Options{URL: srv.URL + "/events", Publish: srv.URL + "/publish", Timeout: 10 * time.Second,
+	_, err := Run(t.Context(), Options{URL: base + "/events", Publish: base + "/publish", Timeout: 10 * time.Second, Client: client,
 		Observe: func(o Observation) { mu.Lock(); seen = append(seen, o); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
