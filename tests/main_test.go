@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	closeBrowsers()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
