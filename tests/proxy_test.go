@@ -20,17 +20,6 @@ import (
 // says through it. The README's deployment section gives the settings that
 // pass here.
 
-// freePort is a loopback port nothing listens on just now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-}
-
 // waitListening waits until something accepts connections on addr.
 func waitListening(t *testing.T, addr string, exited <-chan struct{}, log func() string) {
 	t.Helper()
