@@ -26,7 +26,7 @@ type Config struct {
 	ChannelTTL   time.Duration // an idle channel with no listener is forgotten after this
 	RedisMemory  int64         // with -redis: publishes refused while Redis uses more
 	Queue        int           // events a subscriber may fall behind before it is dropped
-	MaxStreams   int           // open streams before 503
+	MaxStreams   int           // open streams; past it new ones are refused as rule 7 says
 	RedisURL     string        // channels through Redis when set
 	SessionKey   string        // signs chat session cookies; empty: random, or shared through Redis
 	JSON         bool          // token data must be JSON
@@ -72,9 +72,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address, host:port (env SSELAB_ADDR)")
 	fs.StringVar(&host, "H", "", "listen host (the seed's flag; overrides the host of -addr)")
 	fs.StringVar(&port, "P", "", "listen port (the seed's flag; overrides the port of -addr)")
-	fs.Func("keepalive", "keepalive comment interval on long-lived streams (default 15s)", func(s string) error {
-		return positiveDuration(s, &cfg.Keepalive)
-	})
+	fs.Var((*duration)(&cfg.Keepalive), "keepalive", "`duration` between keepalive comments on long-lived streams")
 	fs.Func("k", "keepalive interval in milliseconds (the seed's flag; same as -keepalive)", func(s string) error {
 		ms, err := strconv.Atoi(s)
 		if err != nil || ms <= 0 {
@@ -83,25 +81,15 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 		cfg.Keepalive = time.Duration(ms) * time.Millisecond
 		return nil
 	})
-	fs.Func("retry", "reconnection delay the time feed asks browsers for (default 1s)", func(s string) error {
-		return positiveDuration(s, &cfg.Retry)
-	})
+	fs.Var((*duration)(&cfg.Retry), "retry", "reconnection `delay` the time feed asks browsers for")
 	fs.IntVar(&cfg.History, "history", cfg.History, "events kept per channel for Last-Event-ID replay")
-	fs.Func("history-bytes", "bytes of history of all channels together, e.g. 64MiB; past it the oldest events go first (default 64MiB)", func(s string) error {
-		return byteSize(s, &cfg.HistoryBytes)
-	})
-	fs.Func("channel-bytes", "bytes of history of one channel (default 8MiB)", func(s string) error {
-		return byteSize(s, &cfg.ChannelBytes)
-	})
+	fs.Var((*size)(&cfg.HistoryBytes), "history-bytes", "`size` of the history of all channels together, e.g. 64MiB; past it the oldest events go first")
+	fs.Var((*size)(&cfg.ChannelBytes), "channel-bytes", "`size` of the history of one channel")
 	fs.IntVar(&cfg.MaxChannels, "max-channels", cfg.MaxChannels, "channels held at once; past it, publishing to or listening on a new channel is refused")
-	fs.Func("channel-ttl", "a channel nobody listens to or publishes to is forgotten, with its history, after this (default 10m)", func(s string) error {
-		return positiveDuration(s, &cfg.ChannelTTL)
-	})
-	fs.Func("redis-max-memory", "with -redis: refuse publishes while Redis uses more than this (default 200MiB)", func(s string) error {
-		return byteSize(s, &cfg.RedisMemory)
-	})
+	fs.Var((*duration)(&cfg.ChannelTTL), "channel-ttl", "a channel nobody listens to or publishes to is forgotten, with its history, after this `duration`")
+	fs.Var((*size)(&cfg.RedisMemory), "redis-max-memory", "with -redis: refuse publishes while Redis uses more than this `size`")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "events a subscriber may fall behind before it is disconnected")
-	fs.IntVar(&cfg.MaxStreams, "max-streams", cfg.MaxStreams, "open streams before new ones get 503")
+	fs.IntVar(&cfg.MaxStreams, "max-streams", cfg.MaxStreams, "open streams before new ones are refused (rule 7: 200, a comment, retry:, the end)")
 	fs.StringVar(&cfg.RedisURL, "redis", cfg.RedisURL, "Redis URL, e.g. redis://localhost:6379/0 (env REDIS_URL); empty: in memory")
 	fs.StringVar(&cfg.SessionKey, "session-key", cfg.SessionKey, "secret that signs chat session cookies (env SSELAB_SESSION_KEY); empty: random per process, or shared through Redis with -redis")
 	fs.BoolVar(&cfg.JSON, "json", false, "token event data must be valid JSON")
@@ -152,13 +140,43 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	return cfg, nil
 }
 
-func positiveDuration(s string, d *time.Duration) error {
+// duration is a positive time.Duration flag; flag prints its default.
+type duration time.Duration
+
+func (d *duration) String() string { // 10m, not 10m0s
+	s := time.Duration(*d).String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
+func (d *duration) Set(s string) error {
 	v, err := time.ParseDuration(s)
 	if err != nil || v <= 0 {
 		return errors.New("want a positive duration such as 15s or 500ms")
 	}
-	*d = v
+	*d = duration(v)
 	return nil
+}
+
+// size is a positive byte-size flag (65536, 512KiB, 64MiB, 1GiB); it
+// prints in the largest unit that divides it.
+type size int64
+
+func (n *size) Set(s string) error { return byteSize(s, (*int64)(n)) }
+func (n *size) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if *n != 0 && int64(*n)%u.mult == 0 {
+			return strconv.FormatInt(int64(*n)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(*n), 10)
 }
 
 // byteSize reads a size such as 65536, 512KiB, 64MiB or 1GiB.

@@ -1,7 +1,12 @@
 package app
 
 import (
+	"errors"
+	"flag"
 	"io"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,7 +43,7 @@ func TestParseServe(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]string{{"-k", "0"}, {"-keepalive", "-1s"}, {"-history", "0"}, {"-max-streams", "0"}, {"extra"}, {"-retry", "x"}} {
+	for _, bad := range [][]string{{"-k", "0"}, {"-keepalive", "-1s"}, {"-history", "0"}, {"-max-streams", "0"}, {"-max-channels", "0"}, {"-queue", "0"}, {"-history-bytes", "0"}, {"extra"}, {"-retry", "x"}} {
 		if _, err := parseServe(bad, env(nil), io.Discard); err == nil {
 			t.Errorf("%q: got no error, want one", bad)
 		}
@@ -55,4 +60,51 @@ func FuzzByteSize(f *testing.F) {
 			t.Fatalf("%q: accepted as %d", s, n)
 		}
 	})
+}
+
+// TestReadmeFlagDefaults holds the README's flags table to what
+// `sselab serve -h` prints: each default is written once, in the code.
+func TestReadmeFlagDefaults(t *testing.T) {
+	var help strings.Builder
+	if _, err := parseServe([]string{"-h"}, func(string) string { return "" }, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("serve -h: %v", err)
+	}
+	printed := map[string]string{} // flag -> its printed default
+	var name string
+	for _, line := range strings.Split(help.String(), "\n") {
+		if f, ok := strings.CutPrefix(line, "  -"); ok {
+			name = strings.FieldsFunc(f, func(r rune) bool { return r == ' ' || r == '\t' })[0]
+			printed[name] = ""
+		}
+		if _, d, ok := strings.Cut(line, "(default "); ok && name != "" {
+			printed[name] = strings.Trim(strings.TrimSuffix(d, ")"), `"`)
+		}
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Skipf("no README beside the module: %v", err)
+	}
+	_, table, _ := strings.Cut(string(readme), "| Flag | Default | Meaning |")
+	rows := regexp.MustCompile("(?m)^\\| `-([a-z0-9-]+)[^|]*\\| *(`([^`]*)`)?[^|]*\\|").FindAllStringSubmatch(table, -1)
+	if len(rows) < 15 {
+		t.Fatalf("found %d rows in the README's flags table", len(rows))
+	}
+	for _, r := range rows {
+		flagName, want := r[1], r[3]
+		got, ok := printed[flagName]
+		if !ok {
+			t.Errorf("README lists -%s; serve -h does not", flagName)
+			continue
+		}
+		if got != want {
+			t.Errorf("-%s: README says default %q, serve -h prints %q", flagName, want, got)
+		}
+		delete(printed, flagName)
+	}
+	for _, short := range []string{"H", "P", "k", "j", "i", "tls-key"} { // listed beside their long names
+		delete(printed, short)
+	}
+	for f := range printed {
+		t.Errorf("serve -h has -%s; the README's flags table does not", f)
+	}
 }

@@ -63,7 +63,7 @@ func serveChannel(c echo.Context, b subscriber, r hub.Request, keepalive time.Du
 	})
 
 	var buf []byte
-	return sse.Loop(ctx, s, keepalive, sub.Ready, func() (bool, error) {
+	return sse.Loop(ctx, s, keepalive, sub.Ready(), func() (bool, error) {
 		buf, err = sub.Next(buf[:0])
 		if errors.Is(err, hub.ErrFinal) {
 			return true, s.Write(buf) // the publisher's last event, then the end

@@ -45,6 +45,5 @@ func (h *Connections) Stream(c echo.Context) error {
 	if err := s.Send(sse.Event{Type: "opened", Data: fmt.Sprintf("stream %d open over %s", i+1, c.Request().Proto)}); err != nil {
 		return err
 	}
-	never := func() <-chan struct{} { return nil }
-	return sse.Loop(c.Request().Context(), s, h.keepalive, never, func() (bool, error) { return false, nil })
+	return sse.Loop(c.Request().Context(), s, h.keepalive, (<-chan struct{})(nil), func() (bool, error) { return false, nil })
 }

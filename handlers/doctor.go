@@ -155,7 +155,7 @@ func (h *Doctor) Run(c echo.Context) error {
 	// A run stopped with its request (a restart, say) gets no report: what
 	// it saw last is doctor being cut off, not the endpoint. Loop gives
 	// the end of the request precedence over what is ready.
-	return sse.Loop(c.Request().Context(), s, h.keepalive, seen.ready, func() (bool, error) {
+	return sse.Loop(c.Request().Context(), s, h.keepalive, seen.wake, func() (bool, error) {
 		// Whether the run has finished is read before what it saw is taken:
 		// Run returns only once its last observation is made, so a
 		// finished run's observations are all taken here, none left behind
@@ -247,8 +247,6 @@ func (l *seenLog) poke() {
 	default:
 	}
 }
-
-func (l *seenLog) ready() <-chan struct{} { return l.wake }
 
 func (l *seenLog) take() []doctor.Observation {
 	l.mu.Lock()

@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -108,7 +109,9 @@ func TestLastEventIDLimit(t *testing.T) {
 type chunked struct{ io.Reader }
 
 func post(ts *testServer, target, contentType string, body io.Reader, length int64) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, target, body)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, target, body)
 	req.ContentLength = length
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -53,9 +54,16 @@ func newServer(t testing.TB, change ...func(*app.Config)) *testServer {
 	return ts
 }
 
+// Every request a test makes ends by this deadline (of the bubble's fake
+// clock under synctest): a stream that should have been refused or ended
+// but was not fails its test in seconds, not at the test binary's timeout.
+const deadline = 5 * time.Second
+
 // do serves one request to completion.
 func (ts *testServer) do(method, target string, body string, header ...string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, method, target, strings.NewReader(body))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -67,7 +75,7 @@ func (ts *testServer) do(method, target string, body string, header ...string) *
 // open starts a streaming request in its own goroutine; cancel ends it as
 // a client leaving does, and wait returns when the handler has returned.
 func (ts *testServer) open(ctx context.Context, target string, header ...string) (w *ssetest.Recorder, cancel context.CancelFunc, wait func()) {
-	ctx, cancel = context.WithCancel(ctx)
+	ctx, cancel = context.WithTimeout(ctx, time.Minute)
 	req := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])

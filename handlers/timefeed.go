@@ -78,7 +78,7 @@ func (h *TimeFeed) Send(c echo.Context) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	return sse.Loop(c.Request().Context(), s.Stream, h.keepalive,
-		func() <-chan time.Time { return tick.C },
+		tick.C,
 		func() (bool, error) {
 			if !h.feed.On() {
 				return false, nil

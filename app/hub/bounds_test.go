@@ -139,3 +139,30 @@ func TestStateChannelSkipsToLatest(t *testing.T) {
 		t.Errorf("%d subscribers dropped for state they skipped", obs.dropped.Load())
 	}
 }
+
+// A queue longer than the history is clamped to it: a subscriber that falls
+// a whole history behind is dropped, never handed events the log has
+// already overwritten.
+func TestQueueClampedToHistory(t *testing.T) {
+	b := NewMemory(Options{History: 4, Queue: 100})
+	defer b.Close()
+	if q := b.e.Options().Queue; q != 4 {
+		t.Errorf("Options().Queue: got %d, want the history, 4", q)
+	}
+	s, err := b.Subscribe(t.Context(), Request{Channels: []string{"events"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 10 {
+		b.Publish(t.Context(), []string{"events"}, Message{Data: fmt.Sprint(i)})
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatalf("10 events behind a history of 4: not dropped, reads %+v", read(t, s))
+	}
+	if !errors.Is(s.Err(), ErrDropped) {
+		t.Errorf("Err: got %v, want ErrDropped", s.Err())
+	}
+}

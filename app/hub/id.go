@@ -14,7 +14,8 @@ type ID struct{ Hi, Lo uint64 }
 
 func (a ID) Less(b ID) bool { return a.Hi < b.Hi || (a.Hi == b.Hi && a.Lo < b.Lo) }
 
-// parseKey reads an id; ok is false for anything that is not one.
+// ParseID reads a wire id of either form; ok is false for anything that
+// is not one.
 func ParseID(id string) (ID, bool) {
 	hi, lo, found := strings.Cut(id, "-")
 	h, err := strconv.ParseUint(hi, 10, 64)

@@ -105,14 +105,14 @@ func Part(ctx context.Context, s *Stream) {
 	}
 }
 
-// Loop runs a long-lived stream: each time ready() delivers, it calls step,
+// Loop runs a long-lived stream: each time ready delivers, it calls step,
 // which writes whatever is due; every keepalive interval it sends a comment.
 // It returns nil when ctx ends (the client left, or the server is stopping:
 // then it sends the parting event first, see Part) or step reports done,
 // and the write error when a write fails. The end of ctx comes first: once
-// it has ended, nothing else is written, whatever else is ready. ready is
-// a function so that sources whose wake-up channel changes can be used.
-func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready func() <-chan T, step func() (done bool, err error)) error {
+// it has ended, nothing else is written, whatever else is ready. A nil
+// ready never delivers: the stream only keeps alive.
+func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready <-chan T, step func() (done bool, err error)) error {
 	tick := time.NewTicker(keepalive)
 	defer tick.Stop()
 	for {
@@ -128,7 +128,7 @@ func Loop[T any](ctx context.Context, s *Stream, keepalive time.Duration, ready 
 			if err := s.Comment("keepalive"); err != nil {
 				return err
 			}
-		case <-ready():
+		case <-ready:
 			if ended(ctx) {
 				Part(ctx, s)
 				return nil

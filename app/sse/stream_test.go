@@ -57,7 +57,7 @@ func TestLoopKeepaliveAndStop(t *testing.T) {
 		steps := 0
 		done := make(chan error)
 		go func() {
-			done <- sse.Loop(ctx, s, 15*time.Second, func() <-chan struct{} { return ready }, func() (bool, error) {
+			done <- sse.Loop(ctx, s, 15*time.Second, ready, func() (bool, error) {
 				steps++
 				return false, s.Send(sse.Event{Data: "x"})
 			})
@@ -96,7 +96,7 @@ func TestLoopStopsWhenStepIsDone(t *testing.T) {
 		s, _ := sse.Open(ssetest.NewRecorder())
 		ready := make(chan struct{}, 1)
 		ready <- struct{}{}
-		err := sse.Loop(t.Context(), s, time.Second, func() <-chan struct{} { return ready }, func() (bool, error) { return true, nil })
+		err := sse.Loop(t.Context(), s, time.Second, ready, func() (bool, error) { return true, nil })
 		if err != nil {
 			t.Errorf("got %v, want nil", err)
 		}
@@ -125,8 +125,7 @@ func TestLoopSendsThePartingEventOfItsCause(t *testing.T) {
 			s, _ := sse.Open(w)
 			ctx, cancel := context.WithCancelCause(t.Context())
 			cancel(tc.cause)
-			never := func() <-chan struct{} { return nil }
-			if err := sse.Loop(ctx, s, time.Minute, never, func() (bool, error) { return false, nil }); err != nil {
+			if err := sse.Loop(ctx, s, time.Minute, (<-chan struct{})(nil), func() (bool, error) { return false, nil }); err != nil {
 				t.Fatalf("Loop: %v", err)
 			}
 			if got := w.Flushed(); got != sse.Opening+tc.want {
@@ -147,7 +146,7 @@ func TestLoopEndsBeforeWhatIsReady(t *testing.T) {
 		ready := make(chan struct{})
 		close(ready) // always ready
 		steps := 0
-		if err := sse.Loop(ctx, s, time.Minute, func() <-chan struct{} { return ready }, func() (bool, error) {
+		if err := sse.Loop(ctx, s, time.Minute, ready, func() (bool, error) {
 			steps++
 			return false, s.Send(sse.Event{Data: "late"})
 		}); err != nil {
@@ -156,5 +155,30 @@ func TestLoopEndsBeforeWhatIsReady(t *testing.T) {
 		if got := w.Flushed(); steps != 0 || got != sse.Opening+": bye\nretry: 2500\n\n" {
 			t.Fatalf("%d steps, flushed %q: want only the parting event", steps, got)
 		}
+	}
+}
+
+// The keepalive tick and the end of the context due together: the end wins,
+// no keepalive follows it.
+func TestLoopEndsBeforeADueKeepalive(t *testing.T) {
+	for range 64 { // select picks at random: give it many chances to pick wrong
+		synctest.Test(t, func(t *testing.T) {
+			w := ssetest.NewRecorder()
+			s, _ := sse.Open(w)
+			ctx, cancel := context.WithCancelCause(t.Context())
+			ready := make(chan struct{}, 1)
+			ready <- struct{}{}
+			err := sse.Loop(ctx, s, time.Second, ready, func() (bool, error) {
+				cancel(leaving{})
+				time.Sleep(time.Second) // the tick is due when step returns
+				return false, nil
+			})
+			if err != nil {
+				t.Fatalf("Loop: %v", err)
+			}
+			if got := w.Flushed(); got != sse.Opening+": bye\nretry: 2500\n\n" {
+				t.Fatalf("flushed %q: want only the parting event", got)
+			}
+		})
 	}
 }
