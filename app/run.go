@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"sselab/app/hub"
-	"sselab/app/hub/redis"
+	"sselab/app/hub/redisbroker"
 	"sselab/app/metrics"
 )
 
@@ -224,7 +224,7 @@ func newBroker(ctx context.Context, cfg Config, m *metrics.Metrics, logger *slog
 	if cfg.RedisURL == "" {
 		return hub.NewMemory(opts), nil
 	}
-	return redis.New(ctx, cfg.RedisURL, opts, logger)
+	return redisbroker.New(ctx, cfg.RedisURL, opts, logger)
 }
 
 // BrokerOptions are the hub's options for a configuration: its bounds,

@@ -189,10 +189,10 @@ func NewStreams(max int, m *metrics.Metrics, log *slog.Logger) *Streams {
 // Cut makes every write to an open stream that has not finished by the
 // deadline fail: on shutdown, a client that stopped reading cannot hold
 // its stream, nor the server, open.
-func (l *Streams) Cut(deadline time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for rc := range l.live {
+func (s *Streams) Cut(deadline time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for rc := range s.live {
 		rc.SetWriteDeadline(deadline)
 	}
 }
@@ -203,7 +203,7 @@ func (l *Streams) Cut(deadline time.Time) {
 // stream ends on shutdown because every request's context comes from the
 // server's base context, which Run cancels with ErrShutdown (see run.go),
 // and the stream's loop sends ErrShutdown's parting retry (rule 8).
-func (l *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		start := time.Now()
 		defer func() {
@@ -214,30 +214,30 @@ func (l *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				c.Error(err)
 			}
 			status := c.Response().Status
-			l.m.Requests.WithLabelValues(c.Path(), strconv.Itoa(status)).Inc()
+			s.m.Requests.WithLabelValues(c.Path(), strconv.Itoa(status)).Inc()
 			level, attrs := logAttrs([]slog.Attr{slog.String("method", c.Request().Method), slog.String("uri", c.Request().RequestURI),
 				slog.Int("status", status), slog.Duration("latency", time.Since(start))}, err)
-			l.log.LogAttrs(context.Background(), level, "stream", attrs...)
+			s.log.LogAttrs(context.Background(), level, "stream", attrs...)
 			err = nil // handled: the error handler answered it, and this line logged it
 		}()
-		if l.open.Add(1) > l.max {
-			l.open.Add(-1)
-			return sse.Refuse(c.Response(), fmt.Sprintf("too many open streams (the limit is %d); retry later", l.max),
+		if s.open.Add(1) > s.max {
+			s.open.Add(-1)
+			return sse.Refuse(c.Response(), fmt.Sprintf("too many open streams (the limit is %d); retry later", s.max),
 				sse.Spread(2*time.Second, 10*time.Second))
 		}
-		defer l.open.Add(-1)
-		g := l.m.OpenStreams.WithLabelValues(c.Path())
+		defer s.open.Add(-1)
+		g := s.m.OpenStreams.WithLabelValues(c.Path())
 		g.Inc()
 		defer g.Dec()
 
 		rc := http.NewResponseController(c.Response())
-		l.mu.Lock()
-		l.live[rc] = struct{}{}
-		l.mu.Unlock()
+		s.mu.Lock()
+		s.live[rc] = struct{}{}
+		s.mu.Unlock()
 		defer func() {
-			l.mu.Lock()
-			delete(l.live, rc)
-			l.mu.Unlock()
+			s.mu.Lock()
+			delete(s.live, rc)
+			s.mu.Unlock()
 		}()
 		return next(c)
 	}

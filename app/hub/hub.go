@@ -9,7 +9,7 @@
 // falls more than its queue behind is dropped, never waited for.
 //
 // The Broker interface hides where channels live: Memory keeps them in
-// this process; package hub/redis keeps them in Redis Streams so several
+// this process; package hub/redisbroker keeps them in Redis Streams so several
 // processes serve one site. Both are built on Local, the fan-out of one
 // process, which a broker for any other store can use the same way, and
 // package hubtest is the suite every broker must pass. The package

@@ -192,7 +192,7 @@ func (ch *channel) latest() ID {
 // broker: the bounded channel logs of this process, the subscriptions as
 // cursors into them, and the policy that drops a subscriber that falls
 // behind. Memory is Local with ids of its own. A broker over a store
-// (Redis in package hub/redis; NATS or Postgres alike) appends what it
+// (Redis in package hub/redisbroker; NATS or Postgres alike) appends what it
 // reads from the store with Append, and gives each new subscription what
 // the store holds for it with Subscription.Begin.
 type Local struct {
@@ -224,28 +224,28 @@ func NewLocal(o Options, floor func() ID) *Local {
 
 // channel returns the named channel, making it if it does not exist, or
 // ErrFull when MaxChannels are held already. It comes locked.
-func (e *Local) channel(name string) (*channel, error) {
+func (l *Local) channel(name string) (*channel, error) {
 	for {
-		e.mu.Lock()
+		l.mu.Lock()
 		now := time.Now()
-		if now.Sub(e.swept) >= e.opts.IdleTTL/4 {
-			e.sweep(now)
+		if now.Sub(l.swept) >= l.opts.IdleTTL/4 {
+			l.sweep(now)
 		}
-		ch := e.channels[name]
+		ch := l.channels[name]
 		if ch == nil {
-			if len(e.channels) >= e.opts.MaxChannels {
-				e.mu.Unlock()
+			if len(l.channels) >= l.opts.MaxChannels {
+				l.mu.Unlock()
 				return nil, ErrFull
 			}
-			size, state := uint64(e.opts.History), slices.Contains(e.opts.State, name)
+			size, state := uint64(l.opts.History), slices.Contains(l.opts.State, name)
 			if state {
 				size = 1
 			}
-			ch = &channel{name: name, size: size, state: state, floor: e.floor(), active: now, bytes: channelBytes + int64(len(name))}
-			e.total.Add(ch.bytes)
-			e.channels[name] = ch
+			ch = &channel{name: name, size: size, state: state, floor: l.floor(), active: now, bytes: channelBytes + int64(len(name))}
+			l.total.Add(ch.bytes)
+			l.channels[name] = ch
 		}
-		e.mu.Unlock()
+		l.mu.Unlock()
 		ch.mu.Lock()
 		if !ch.dead {
 			return ch, nil
@@ -256,17 +256,17 @@ func (e *Local) channel(name string) (*channel, error) {
 
 // sweep forgets the channels that nobody listens to and nobody has
 // published to for IdleTTL, with their history. It holds e.mu.
-func (e *Local) sweep(now time.Time) {
-	e.swept = now
-	for name, ch := range e.channels {
+func (l *Local) sweep(now time.Time) {
+	l.swept = now
+	for name, ch := range l.channels {
 		if !ch.mu.TryLock() {
 			continue // in use right now: not idle
 		}
-		if len(ch.subs) == 0 && now.Sub(ch.active) >= e.opts.IdleTTL {
+		if len(ch.subs) == 0 && now.Sub(ch.active) >= l.opts.IdleTTL {
 			ch.dead = true
-			e.total.Add(-ch.bytes)
+			l.total.Add(-ch.bytes)
 			ch.ring, ch.bytes = nil, 0
-			delete(e.channels, name)
+			delete(l.channels, name)
 		}
 		ch.mu.Unlock()
 	}
@@ -274,30 +274,30 @@ func (e *Local) sweep(now time.Time) {
 
 // lookup returns the named channel, or nil: what only reads channels
 // makes none.
-func (e *Local) lookup(name string) *channel {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.channels[name]
+func (l *Local) lookup(name string) *channel {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.channels[name]
 }
 
 // Options are the options in force, defaults applied.
-func (e *Local) Options() Options { return e.opts }
+func (l *Local) Options() Options { return l.opts }
 
 // Encode is a message as a subscriber with props that asked for view
 // receives it, with the broker's id, and whether it is Final: a broker encodes what it replays
 // from its store this way.
-func (e *Local) Encode(id ID, wireID string, m Message, props Props, view string) (frame []byte, final bool) {
-	en := e.newEntry(id, wireID, m)
+func (l *Local) Encode(id ID, wireID string, m Message, props Props, view string) (frame []byte, final bool) {
+	en := l.newEntry(id, wireID, m)
 	return en.appendTo(nil, props, view), en.final
 }
 
 // newEntry is a message as a channel's log holds it, with the broker's id:
 // a plain event encoded once for every subscriber, or the function that
 // makes each subscriber's own.
-func (e *Local) newEntry(k ID, brokerID string, m Message) entry {
+func (l *Local) newEntry(k ID, brokerID string, m Message) entry {
 	ev := m.event(brokerID)
 	en := entry{key: k, id: ev.ID, final: m.Final}
-	if f := e.opts.Funcs[m.Func]; m.Func != "" && f != nil {
+	if f := l.opts.Funcs[m.Func]; m.Func != "" && f != nil {
 		en.fn, en.arg = f, m.Data
 	} else {
 		en.frame = ev.AppendTo(nil)
@@ -319,15 +319,15 @@ func (e *Local) newEntry(k ID, brokerID string, m Message) entry {
 // Subscribers more than a queue behind are dropped here, so the publisher
 // never waits for any of them. Past the history's bound in bytes, the
 // oldest events of all channels go first.
-func (e *Local) Append(name, id string, k ID, m Message) error {
-	en := e.newEntry(k, id, m)
-	ch, err := e.channel(name)
+func (l *Local) Append(name, id string, k ID, m Message) error {
+	en := l.newEntry(k, id, m)
+	ch, err := l.channel(name)
 	if err != nil {
 		return err
 	}
-	ch.push(en, &e.total)
-	for ch.bytes > e.opts.ChannelBytes && ch.head-ch.start > 1 {
-		ch.evict(&e.total)
+	ch.push(en, &l.total)
+	for ch.bytes > l.opts.ChannelBytes && ch.head-ch.start > 1 {
+		ch.evict(&l.total)
 	}
 	ch.active = time.Now()
 	head := ch.head
@@ -336,7 +336,7 @@ func (e *Local) Append(name, id string, k ID, m Message) error {
 	// Only the read lock from here: subscribers that wake take it too, so
 	// they can read while the rest are being woken.
 	ch.mu.RLock()
-	queue := uint64(e.opts.Queue)
+	queue := uint64(l.opts.Queue)
 	for _, m := range ch.subs {
 		s := m.s
 		if s.dropped.Load() {
@@ -344,15 +344,15 @@ func (e *Local) Append(name, id string, k ID, m Message) error {
 		}
 		if !ch.state && head-s.cursors[m.i].Load() > queue {
 			s.drop(ErrDropped)
-			e.opts.Observer.Dropped()
+			l.opts.Observer.Dropped()
 			continue
 		}
 		s.wake()
 	}
 	ch.mu.RUnlock()
-	e.opts.Observer.Published(name)
-	if e.total.Load() > e.trimAt.Load() {
-		e.trim()
+	l.opts.Observer.Published(name)
+	if l.total.Load() > l.trimAt.Load() {
+		l.trim()
 	}
 	return nil
 }
@@ -361,17 +361,17 @@ func (e *Local) Append(name, id string, k ID, m Message) error {
 // total is a tenth under its bound, so that trims are rare. A subscriber
 // whose next event goes is dropped when it next reads, and resumes with a
 // gap event.
-func (e *Local) trim() {
-	if !e.trimming.TryLock() {
+func (l *Local) trim() {
+	if !l.trimming.TryLock() {
 		return // another publisher is trimming already
 	}
-	defer e.trimming.Unlock()
-	e.mu.Lock()
-	chans := make([]*channel, 0, len(e.channels))
-	for _, ch := range e.channels {
+	defer l.trimming.Unlock()
+	l.mu.Lock()
+	chans := make([]*channel, 0, len(l.channels))
+	for _, ch := range l.channels {
 		chans = append(chans, ch)
 	}
-	e.mu.Unlock()
+	l.mu.Unlock()
 	h := make(byOldest, 0, len(chans))
 	for _, ch := range chans {
 		ch.mu.RLock()
@@ -381,19 +381,19 @@ func (e *Local) trim() {
 		ch.mu.RUnlock()
 	}
 	heap.Init(&h)
-	target := e.opts.HistoryBytes - e.opts.HistoryBytes/10
+	target := l.opts.HistoryBytes - l.opts.HistoryBytes/10
 	// What cannot be trimmed (channels that hold nothing) may keep the
 	// total past the bound: the next trim waits for a tenth more, so that
 	// publishes do not each walk every channel for nothing. Channels are
 	// bounded by MaxChannels, so this is bounded too.
 	defer func() {
-		e.trimAt.Store(max(e.opts.HistoryBytes, e.total.Load()+e.opts.HistoryBytes/10))
+		l.trimAt.Store(max(l.opts.HistoryBytes, l.total.Load()+l.opts.HistoryBytes/10))
 	}()
-	for e.total.Load() > target && len(h) > 0 {
+	for l.total.Load() > target && len(h) > 0 {
 		ch := h[0].ch
 		ch.mu.Lock()
 		if ch.head > ch.start && !ch.dead {
-			ch.evict(&e.total)
+			ch.evict(&l.total)
 		}
 		if ch.head > ch.start && !ch.dead {
 			h[0].key = ch.at(ch.start).key
@@ -413,14 +413,14 @@ type oldest struct {
 
 type byOldest []oldest
 
-func (h byOldest) Len() int           { return len(h) }
-func (h byOldest) Less(i, j int) bool { return h[i].key.Less(h[j].key) }
-func (h byOldest) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *byOldest) Push(x any)        { *h = append(*h, x.(oldest)) }
-func (h *byOldest) Pop() any {
-	old := *h
+func (q byOldest) Len() int           { return len(q) }
+func (q byOldest) Less(i, j int) bool { return q[i].key.Less(q[j].key) }
+func (q byOldest) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *byOldest) Push(x any)        { *q = append(*q, x.(oldest)) }
+func (q *byOldest) Pop() any {
+	old := *q
 	x := old[len(old)-1]
-	*h = old[:len(old)-1]
+	*q = old[:len(old)-1]
 	return x
 }
 
@@ -431,22 +431,22 @@ type start func(ch *channel) (pos uint64, gap bool)
 // Subscribe registers a live subscription: it receives what is appended
 // from now on. A broker with a store calls Begin on it before returning
 // it, to send first what the store holds for it.
-func (e *Local) Subscribe(r Request) (*Subscription, error) {
-	return e.subscribe(r, nil, true)
+func (l *Local) Subscribe(r Request) (*Subscription, error) {
+	return l.subscribe(r, nil, true)
 }
 
 // subscribe registers a subscription. start gives each channel's first
 // position; nil means live only. Initial events carry the latest id of the
 // local logs, or LastID when replay starts there.
-func (e *Local) subscribe(r Request, from start, placed bool) (*Subscription, error) {
-	n := e.nextSub.Add(1)
+func (l *Local) subscribe(r Request, from start, placed bool) (*Subscription, error) {
+	n := l.nextSub.Add(1)
 	s := &Subscription{
 		id:      strconv.FormatUint(n, 10),
 		shard:   n,
 		props:   r.Props,
 		view:    r.View,
 		names:   slices.Clone(r.Channels),
-		local:   e,
+		local:   l,
 		notify:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		cursors: make([]atomic.Uint64, len(r.Channels)),
@@ -455,7 +455,7 @@ func (e *Local) subscribe(r Request, from start, placed bool) (*Subscription, er
 	var latest ID
 	gap := false
 	for i, name := range r.Channels {
-		ch, err := e.channel(name)
+		ch, err := l.channel(name)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -485,11 +485,11 @@ func (e *Local) subscribe(r Request, from start, placed bool) (*Subscription, er
 		ev.ID = id
 		s.initial = ev.AppendTo(s.initial)
 	}
-	e.mu.Lock()
-	if e.closed {
+	l.mu.Lock()
+	if l.closed {
 		s.drop(ErrClosed)
 	}
-	e.mu.Unlock()
+	l.mu.Unlock()
 	s.wake()
 	return s, nil
 }
@@ -515,11 +515,11 @@ func clip(s string, n int) string {
 }
 
 // Subscribers lists this process's subscribers of any of the channels.
-func (e *Local) Subscribers(channels ...string) []Subscriber {
+func (l *Local) Subscribers(channels ...string) []Subscriber {
 	seen := map[*Subscription]bool{}
 	var out []Subscriber
 	for _, name := range channels {
-		ch := e.lookup(name)
+		ch := l.lookup(name)
 		if ch == nil {
 			continue
 		}
@@ -552,9 +552,9 @@ func compareIDs(a, b string) int {
 
 // Count is the number of this process's subscriptions of any of the
 // channels, without building the list.
-func (e *Local) Count(channels ...string) int {
+func (l *Local) Count(channels ...string) int {
 	if len(channels) == 1 {
-		ch := e.lookup(channels[0])
+		ch := l.lookup(channels[0])
 		if ch == nil {
 			return 0
 		}
@@ -564,7 +564,7 @@ func (e *Local) Count(channels ...string) int {
 	}
 	seen := map[*Subscription]bool{}
 	for _, name := range channels {
-		ch := e.lookup(name)
+		ch := l.lookup(name)
 		if ch == nil {
 			continue
 		}
@@ -578,14 +578,14 @@ func (e *Local) Count(channels ...string) int {
 }
 
 // Close ends every subscription.
-func (e *Local) Close() {
-	e.mu.Lock()
-	e.closed = true
-	chans := make([]*channel, 0, len(e.channels))
-	for _, ch := range e.channels {
+func (l *Local) Close() {
+	l.mu.Lock()
+	l.closed = true
+	chans := make([]*channel, 0, len(l.channels))
+	for _, ch := range l.channels {
 		chans = append(chans, ch)
 	}
-	e.mu.Unlock()
+	l.mu.Unlock()
 	for _, ch := range chans {
 		ch.mu.RLock()
 		for _, m := range ch.subs {

@@ -94,9 +94,9 @@ func (m *Memory) replayStart(r Request) (start, bool) {
 
 // keyOf places a client's id: a broker id is its own key; a publisher's
 // own id (Message.ID) is found by a scan of the (bounded) history.
-func (e *Local) keyOf(channels []string, id string) (ID, bool) {
+func (l *Local) keyOf(channels []string, id string) (ID, bool) {
 	for _, name := range channels {
-		ch := e.lookup(name)
+		ch := l.lookup(name)
 		if ch == nil {
 			continue
 		}

@@ -82,12 +82,12 @@ type shardedCounter struct {
 	}
 }
 
-func (c *shardedCounter) add(shard, n uint64) { c.slots[shard%64].n.Add(n) }
+func (s *shardedCounter) add(shard, n uint64) { s.slots[shard%64].n.Add(n) }
 
-func (c *shardedCounter) sum() uint64 {
+func (s *shardedCounter) sum() uint64 {
 	var total uint64
-	for i := range c.slots {
-		total += c.slots[i].n.Load()
+	for i := range s.slots {
+		total += s.slots[i].n.Load()
 	}
 	return total
 }

@@ -46,7 +46,7 @@ func watchClients(ctx context.Context, url string) *redisClients {
 	return w
 }
 
-func (w *redisClients) sample(list string) {
+func (rc *redisClients) sample(list string) {
 	per := map[string]int{}
 	for line := range strings.Lines(list) {
 		for field := range strings.FieldsSeq(line) {
@@ -55,17 +55,17 @@ func (w *redisClients) sample(list string) {
 			}
 		}
 	}
-	w.mu.Lock()
+	rc.mu.Lock()
 	for _, n := range per {
-		w.most = max(w.most, n)
+		rc.most = max(rc.most, n)
 	}
-	w.mu.Unlock()
+	rc.mu.Unlock()
 }
 
 // Most is the largest number seen; it waits for the sampling to end.
-func (w *redisClients) Most() int {
-	<-w.done
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.most
+func (rc *redisClients) Most() int {
+	<-rc.done
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.most
 }

@@ -291,9 +291,9 @@ func views(t *testing.T, k Kind) {
 
 type counter struct{ published, delivered, dropped atomic.Int64 }
 
-func (o *counter) Published(string)          { o.published.Add(1) }
-func (o *counter) Delivered(_ uint64, n int) { o.delivered.Add(int64(n)) }
-func (o *counter) Dropped()                  { o.dropped.Add(1) }
+func (c *counter) Published(string)          { c.published.Add(1) }
+func (c *counter) Delivered(_ uint64, n int) { c.delivered.Add(int64(n)) }
+func (c *counter) Dropped()                  { c.dropped.Add(1) }
 
 // Rule 6: a subscriber that never reads is dropped once its queue is
 // full; one that reads gets every event.

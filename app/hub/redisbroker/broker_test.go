@@ -1,4 +1,4 @@
-package redis
+package redisbroker
 
 import (
 	"bytes"
@@ -249,7 +249,7 @@ func TestRedisFollowersEndWithSubscriptions(t *testing.T) {
 		if got := fmt.Sprint(r.followed()); got != want {
 			t.Errorf("followed: got %s, want %s", got, want)
 		}
-		if n := countStacks("sselab/app/hub/redis.(*Broker).listen("); n != 1 {
+		if n := countStacks("sselab/app/hub/redisbroker.(*Broker).listen("); n != 1 {
 			t.Errorf("%d listen loops, want 1", n)
 		}
 	}

@@ -1,7 +1,7 @@
-// Package redis is the hub's broker for several instances: channels are
+// Package redisbroker is the hub's broker for several instances: channels are
 // Redis Streams, fanned out in each process by a hub.Local. It uses only
 // the hub's exported API, as a broker for any other store would.
-package redis
+package redisbroker
 
 import (
 	"context"
@@ -276,26 +276,26 @@ func decodeEvent(payload string) (id string, m hub.Message, ok bool) {
 
 // Publish adds m to each channel's stream, or returns hub.ErrFull while Redis
 // holds more than StoreBytes.
-func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) error {
+func (b *Broker) Publish(ctx context.Context, channels []string, m hub.Message) error {
 	fields := encodeMessage(m)
 	size := 0
 	for _, f := range fields {
 		size += len(f.(string))
 	}
-	if err := r.roomFor(ctx, size*len(channels)); err != nil {
+	if err := b.roomFor(ctx, size*len(channels)); err != nil {
 		return err
 	}
 	keys := make([]string, 0, 2*len(channels))
 	args := make([]any, 0, 2+2*len(channels)+len(fields))
-	args = append(args, r.opts.IdleTTL.Milliseconds(), len(channels))
+	args = append(args, b.opts.IdleTTL.Milliseconds(), len(channels))
 	for _, name := range channels {
 		keys = append(keys, streamKey(name), floorKey(name))
-		args = append(args, r.maxLen(name))
+		args = append(args, b.maxLen(name))
 	}
 	for _, name := range channels {
 		args = append(args, eventsChannel(name))
 	}
-	res, err := r.runPublish(ctx, keys, append(args, fields...))
+	res, err := b.runPublish(ctx, keys, append(args, fields...))
 	if err != nil {
 		return unavailable(err)
 	}
@@ -311,7 +311,7 @@ func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 		if i == 0 {
 			local = toMessage(fieldMap(fields))
 		}
-		r.appendNext(name, res[2*i], local, res[2*i+1], true)
+		b.appendNext(name, res[2*i], local, res[2*i+1], true)
 	}
 	return nil
 }
@@ -319,13 +319,13 @@ func (r *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 // runPublish hands the script call to the batch writers and waits for its
 // result. A caller that gives up (its context ends) leaves the call to
 // finish without it: the event is published, and Pub/Sub brings it.
-func (r *Broker) runPublish(ctx context.Context, keys []string, args []any) ([]string, error) {
+func (b *Broker) runPublish(ctx context.Context, keys []string, args []any) ([]string, error) {
 	p := &publishing{keys: keys, args: args, done: make(chan struct{})}
 	select {
-	case r.pubs <- p:
+	case b.pubs <- p:
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-r.ctx.Done():
+	case <-b.ctx.Done():
 		return nil, errClosed
 	}
 	select {
@@ -333,7 +333,7 @@ func (r *Broker) runPublish(ctx context.Context, keys []string, args []any) ([]s
 		return p.res, p.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-r.ctx.Done():
+	case <-b.ctx.Done():
 		return nil, errClosed
 	}
 }
@@ -343,22 +343,22 @@ var errClosed = errors.New("the broker is closed")
 // batchWriter sends the publishes waiting, up to batchMost, as one
 // pipeline, and answers each. A script Redis no longer has (after a
 // restart) is loaded again by the call that finds it missing.
-func (r *Broker) batchWriter() {
-	defer r.wg.Done()
+func (b *Broker) batchWriter() {
+	defer b.wg.Done()
 	batch := make([]*publishing, 0, batchMost)
 	cmds := make([]*redis.Cmd, 0, batchMost)
 	for {
 		batch = batch[:0]
 		select {
-		case p := <-r.pubs:
+		case p := <-b.pubs:
 			batch = append(batch, p)
-		case <-r.ctx.Done():
+		case <-b.ctx.Done():
 			return
 		}
 	more:
 		for len(batch) < batchMost {
 			select {
-			case p := <-r.pubs:
+			case p := <-b.pubs:
 				batch = append(batch, p)
 			default:
 				break more
@@ -366,9 +366,9 @@ func (r *Broker) batchWriter() {
 		}
 		// Bounded like a request: a Redis that stops answering fails the
 		// batch instead of holding its writer.
-		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		cmds = cmds[:0]
-		r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		b.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 			for _, p := range batch {
 				cmds = append(cmds, publishScript.EvalSha(ctx, pl, p.keys, p.args...))
 			}
@@ -377,7 +377,7 @@ func (r *Broker) batchWriter() {
 		for i, p := range batch {
 			p.res, p.err = cmds[i].StringSlice()
 			if p.err != nil && redis.HasErrorPrefix(p.err, "NOSCRIPT") {
-				p.res, p.err = publishScript.Run(ctx, r.rdb, p.keys, p.args...).StringSlice()
+				p.res, p.err = publishScript.Run(ctx, b.rdb, p.keys, p.args...).StringSlice()
 			}
 			close(p.done)
 		}
@@ -394,11 +394,11 @@ func fieldMap(fields []any) map[string]any {
 	return m
 }
 
-func (r *Broker) maxLen(channel string) int {
-	if slices.Contains(r.opts.State, channel) {
+func (b *Broker) maxLen(channel string) int {
+	if slices.Contains(b.opts.State, channel) {
 		return 1
 	}
-	return r.opts.History
+	return b.opts.History
 }
 
 // roomFor refuses a publish while Redis holds more than StoreBytes. It
@@ -407,31 +407,31 @@ func (r *Broker) maxLen(channel string) int {
 // reads it while the others go on with the last reading (plus what was
 // published since): none waits behind that round trip, except before the
 // first reading.
-func (r *Broker) roomFor(ctx context.Context, n int) error {
-	r.memMu.Lock()
-	defer r.memMu.Unlock()
-	if !r.memReading && (time.Since(r.memAt) > time.Second || r.memSince > 1<<20) {
-		r.memReading = true
+func (b *Broker) roomFor(ctx context.Context, n int) error {
+	b.memMu.Lock()
+	defer b.memMu.Unlock()
+	if !b.memReading && (time.Since(b.memAt) > time.Second || b.memSince > 1<<20) {
+		b.memReading = true
 		// Before the first reading there is nothing to go on with: the
 		// others wait for it, holding the lock.
-		first, counted := r.memAt.IsZero(), r.memSince // counted: what the reading will include
+		first, counted := b.memAt.IsZero(), b.memSince // counted: what the reading will include
 		if !first {
-			r.memMu.Unlock()
+			b.memMu.Unlock()
 		}
-		info, err := r.rdb.Info(ctx, "memory").Result()
+		info, err := b.rdb.Info(ctx, "memory").Result()
 		if !first {
-			r.memMu.Lock()
+			b.memMu.Lock()
 		}
-		r.memReading = false
+		b.memReading = false
 		if err != nil {
 			return unavailable(err)
 		}
-		r.memUsed, r.memAt, r.memSince = usedMemory(info), time.Now(), r.memSince-counted
+		b.memUsed, b.memAt, b.memSince = usedMemory(info), time.Now(), b.memSince-counted
 	}
-	if r.memUsed+r.memSince > r.opts.StoreBytes {
-		return fmt.Errorf("%w: Redis holds %d bytes, past the bound of %d", hub.ErrFull, r.memUsed+r.memSince, r.opts.StoreBytes)
+	if b.memUsed+b.memSince > b.opts.StoreBytes {
+		return fmt.Errorf("%w: Redis holds %d bytes, past the bound of %d", hub.ErrFull, b.memUsed+b.memSince, b.opts.StoreBytes)
 	}
-	r.memSince += int64(n)
+	b.memSince += int64(n)
 	return nil
 }
 
@@ -490,8 +490,8 @@ func toMessage(v map[string]any) hub.Message {
 
 // Subscribe follows the channels, replays from the streams when asked,
 // then goes live from the local logs, skipping what the replay covered.
-func (r *Broker) Subscribe(ctx context.Context, req hub.Request) (*hub.Subscription, error) {
-	release, err := r.followAll(req.Channels)
+func (b *Broker) Subscribe(ctx context.Context, req hub.Request) (*hub.Subscription, error) {
+	release, err := b.followAll(req.Channels)
 	if err != nil {
 		return nil, err
 	}
@@ -501,13 +501,13 @@ func (r *Broker) Subscribe(ctx context.Context, req hub.Request) (*hub.Subscript
 	// logs may lack.
 	live := req
 	live.Initial = nil
-	s, err := r.e.Subscribe(live)
+	s, err := b.e.Subscribe(live)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	rec, gone := r.present(s.ID(), req)
-	p, err := r.replay(ctx, req, s.Props(), rec)
+	rec, gone := b.present(s.ID(), req)
+	p, err := b.replay(ctx, req, s.Props(), rec)
 	if err != nil {
 		s.Close()
 		gone()
@@ -521,18 +521,18 @@ func (r *Broker) Subscribe(ctx context.Context, req hub.Request) (*hub.Subscript
 
 // followAll makes sure this process reads every channel; release undoes
 // it.
-func (r *Broker) followAll(channels []string) (release func(), err error) {
+func (b *Broker) followAll(channels []string) (release func(), err error) {
 	for i, name := range channels {
-		if err := r.follow(name); err != nil {
+		if err := b.follow(name); err != nil {
 			for _, n := range channels[:i] {
-				r.unfollow(n)
+				b.unfollow(n)
 			}
 			return nil, err
 		}
 	}
 	return func() {
 		for _, n := range channels {
-			r.unfollow(n)
+			b.unfollow(n)
 		}
 	}, nil
 }
@@ -540,26 +540,26 @@ func (r *Broker) followAll(channels []string) (release func(), err error) {
 // present records a local subscription here; the replay's round trip
 // records it where every instance sees it (see presence.write). gone
 // removes both.
-func (r *Broker) present(id string, req hub.Request) (rec presence, gone func()) {
-	sub := hub.Subscriber{ID: r.instance + "-" + id, Channels: slices.Clone(req.Channels), Props: req.Props}
+func (b *Broker) present(id string, req hub.Request) (rec presence, gone func()) {
+	sub := hub.Subscriber{ID: b.instance + "-" + id, Channels: slices.Clone(req.Channels), Props: req.Props}
 	record, _ := json.Marshal(sub)
 	p := presence{id: id, channels: sub.Channels, record: string(record), sub: sub}
-	r.mu.Lock()
-	r.presence[id] = p
-	r.mu.Unlock()
+	b.mu.Lock()
+	b.presence[id] = p
+	b.mu.Unlock()
 	return p, func() {
-		r.mu.Lock()
-		delete(r.presence, id)
+		b.mu.Lock()
+		delete(b.presence, id)
 		for _, ch := range p.channels {
-			r.leaving = append(r.leaving, [2]string{r.presenceKey(ch), id})
+			b.leaving = append(b.leaving, [2]string{b.presenceKey(ch), id})
 		}
-		if r.flushed == nil {
-			r.flushed = make(chan struct{})
+		if b.flushed == nil {
+			b.flushed = make(chan struct{})
 		}
-		done := r.flushed
-		r.mu.Unlock()
+		done := b.flushed
+		b.mu.Unlock()
 		select {
-		case r.left <- struct{}{}:
+		case b.left <- struct{}{}:
 		default: // a flush is due already
 		}
 		// Waits for the removal, so that a count right after sees it, but
@@ -570,7 +570,7 @@ func (r *Broker) present(id string, req hub.Request) (rec presence, gone func())
 		select {
 		case <-done:
 		case <-t.C:
-		case <-r.ctx.Done(): // Close removes what is left
+		case <-b.ctx.Done(): // Close removes what is left
 		}
 	}
 }
@@ -583,28 +583,28 @@ const leaveWait = 100 * time.Millisecond
 // ended meanwhile in one round trip: each end waits for its removal, as
 // before, but a thousand ends at once (an instance stopping, rule 8) take
 // a few round trips, not a thousand in turn.
-func (r *Broker) forget() {
-	defer r.wg.Done()
+func (b *Broker) forget() {
+	defer b.wg.Done()
 	for {
 		select {
-		case <-r.ctx.Done():
+		case <-b.ctx.Done():
 			return
-		case <-r.left:
+		case <-b.left:
 		}
-		r.mu.Lock()
-		gone, done := r.leaving, r.flushed
-		r.leaving, r.flushed = nil, nil
-		r.mu.Unlock()
+		b.mu.Lock()
+		gone, done := b.leaving, b.flushed
+		b.leaving, b.flushed = nil, nil
+		b.mu.Unlock()
 		if len(gone) == 0 {
 			continue
 		}
-		if _, err := r.rdb.Pipelined(r.ctx, func(pl redis.Pipeliner) error {
+		if _, err := b.rdb.Pipelined(b.ctx, func(pl redis.Pipeliner) error {
 			for _, g := range gone {
-				pl.HDel(r.ctx, g[0], g[1])
+				pl.HDel(b.ctx, g[0], g[1])
 			}
 			return nil
 		}); err != nil {
-			r.log.Debug("redis: removing subscribers", "err", err)
+			b.log.Debug("redis: removing subscribers", "err", err)
 		}
 		close(done)
 	}
@@ -631,7 +631,7 @@ func (p presence) write(ctx context.Context, pl redis.Pipeliner, r *Broker) {
 // what follows an id that is a stream id, and the subscriber's presence
 // record go in one round trip; only an id of a publisher's own, or one
 // not given here, takes more.
-func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, rec presence) (hub.Preface, error) {
+func (b *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, rec presence) (hub.Preface, error) {
 	p := hub.Preface{Skip: make([]hub.ID, len(req.Channels)), InitialID: "0", LastID: req.LastID, Initial: req.Initial, Placed: true}
 	encode := func(i int, msgs []redis.XMessage) {
 		for _, xm := range msgs {
@@ -639,7 +639,7 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 			if !ok || p.Final {
 				continue
 			}
-			frame, final := r.e.Encode(k, xm.ID, toMessage(xm.Values), props, req.View)
+			frame, final := b.e.Encode(k, xm.ID, toMessage(xm.Values), props, req.View)
 			p.Replay = append(p.Replay, frame)
 			p.Skip[i], p.Final = k, final
 		}
@@ -649,24 +649,24 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 	after, recent := make([]*redis.XMessageSliceCmd, n), make([]*redis.XMessageSliceCmd, n)
 	lastKey, isKey := hub.ParseID(req.LastID)
 	from := strconv.FormatUint(lastKey.Hi, 10) + "-" + strconv.FormatUint(lastKey.Lo, 10)
-	_, err := r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+	_, err := b.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		// A stream not made yet is born now: a client told this id and
 		// resuming from it has missed nothing that comes later. It is the
 		// last id of the millisecond before, so that no XADD from now on,
 		// even in this millisecond, can get an id at or below it.
 		born := strconv.FormatInt(time.Now().UnixMilli()-1, 10) + "-" + strconv.FormatUint(math.MaxUint64, 10)
 		for i, name := range req.Channels {
-			pl.SetNX(ctx, floorKey(name), born, r.opts.IdleTTL)
+			pl.SetNX(ctx, floorKey(name), born, b.opts.IdleTTL)
 			infos[i] = pl.XInfoStream(ctx, streamKey(name))
 			floors[i] = pl.Get(ctx, floorKey(name))
 			switch {
 			case isKey:
-				after[i] = pl.XRangeN(ctx, streamKey(name), "("+from, "+", int64(r.opts.History))
+				after[i] = pl.XRangeN(ctx, streamKey(name), "("+from, "+", int64(b.opts.History))
 			case req.LastID == "" && req.Recent > 0:
 				recent[i] = pl.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent))
 			}
 		}
-		rec.write(ctx, pl, r)
+		rec.write(ctx, pl, b)
 		return nil
 	})
 	if err != nil && !onlyMissing(err) {
@@ -695,7 +695,7 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 		}
 		last, k, placed := from, lastKey, isKey && !newest.Less(lastKey)
 		if !placed { // a publisher's own id, or not one given here
-			if last, k, placed, err = r.place(ctx, req.Channels, req.LastID); err != nil {
+			if last, k, placed, err = b.place(ctx, req.Channels, req.LastID); err != nil {
 				return hub.Preface{}, err
 			}
 		}
@@ -709,7 +709,7 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 				if after[i] != nil && last == from {
 					msgs, err = after[i].Result()
 				} else {
-					msgs, err = r.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(r.opts.History)).Result()
+					msgs, err = b.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", int64(b.opts.History)).Result()
 				}
 				if err != nil {
 					return hub.Preface{}, unavailable(err)
@@ -729,7 +729,7 @@ func (r *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 			if recent[i] != nil {
 				msgs, err = recent[i].Result()
 			} else {
-				msgs, err = r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
+				msgs, err = b.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(req.Recent)).Result()
 			}
 			if err != nil {
 				return hub.Preface{}, unavailable(err)
@@ -758,9 +758,9 @@ type streamState struct {
 // history; stream ids (any id up to the newest given, ids being ordered)
 // replay places without it. It returns the stream id to read after, and
 // its key.
-func (r *Broker) place(ctx context.Context, channels []string, id string) (string, hub.ID, bool, error) {
+func (b *Broker) place(ctx context.Context, channels []string, id string) (string, hub.ID, bool, error) {
 	for _, name := range channels {
-		msgs, err := r.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(r.opts.History)).Result()
+		msgs, err := b.rdb.XRevRangeN(ctx, streamKey(name), "+", "-", int64(b.opts.History)).Result()
 		if err != nil {
 			return "", hub.ID{}, false, unavailable(err)
 		}
@@ -779,20 +779,20 @@ func (r *Broker) place(ctx context.Context, channels []string, id string) (strin
 // is confirmed, reads the stream after its newest entry now, then goes on
 // from Pub/Sub (a subscriber's replay reads the stream itself, so nothing
 // before is needed).
-func (r *Broker) follow(name string) error {
-	r.subMu.Lock()
-	defer r.subMu.Unlock()
-	r.mu.Lock()
-	if f := r.followers[name]; f != nil {
+func (b *Broker) follow(name string) error {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	b.mu.Lock()
+	if f := b.followers[name]; f != nil {
 		f.refs++
-		r.mu.Unlock()
+		b.mu.Unlock()
 		return nil
 	}
-	r.mu.Unlock()
-	if r.ctx.Err() != nil {
+	b.mu.Unlock()
+	if b.ctx.Err() != nil {
 		return hub.ErrClosed
 	}
-	top, err := r.rdb.XRevRangeN(r.ctx, streamKey(name), "+", "-", 1).Result()
+	top, err := b.rdb.XRevRangeN(b.ctx, streamKey(name), "+", "-", 1).Result()
 	if err != nil {
 		return unavailable(err)
 	}
@@ -801,72 +801,72 @@ func (r *Broker) follow(name string) error {
 		f.last = top[0].ID
 		f.key, _ = hub.ParseID(f.last)
 	}
-	r.mu.Lock()
-	r.followers[name] = f
-	r.mu.Unlock()
+	b.mu.Lock()
+	b.followers[name] = f
+	b.mu.Unlock()
 	// An error here is the connection's: go-redis subscribes again when
 	// it reconnects, and the confirmation reads what was missed.
-	if err := r.ps.Subscribe(r.ctx, eventsChannel(name)); err != nil {
-		r.log.Debug("redis: subscribing", "channel", name, "err", err)
+	if err := b.ps.Subscribe(b.ctx, eventsChannel(name)); err != nil {
+		b.log.Debug("redis: subscribing", "channel", name, "err", err)
 	}
 	return nil
 }
 
-func (r *Broker) unfollow(name string) {
-	r.subMu.Lock()
-	defer r.subMu.Unlock()
-	r.mu.Lock()
-	f := r.followers[name]
+func (b *Broker) unfollow(name string) {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	b.mu.Lock()
+	f := b.followers[name]
 	gone := f != nil && f.refs == 1
 	if f != nil {
 		f.refs--
 	}
 	if gone {
-		delete(r.followers, name)
+		delete(b.followers, name)
 	}
-	r.mu.Unlock()
-	if gone && r.ctx.Err() == nil {
-		if err := r.ps.Unsubscribe(r.ctx, eventsChannel(name)); err != nil {
-			r.log.Debug("redis: unsubscribing", "channel", name, "err", err)
+	b.mu.Unlock()
+	if gone && b.ctx.Err() == nil {
+		if err := b.ps.Unsubscribe(b.ctx, eventsChannel(name)); err != nil {
+			b.log.Debug("redis: unsubscribing", "channel", name, "err", err)
 		}
 	}
 }
 
 // followed lists the channels this process reads.
-func (r *Broker) followed() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Sorted(maps.Keys(r.followers))
+func (b *Broker) followed() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Sorted(maps.Keys(b.followers))
 }
 
-func (r *Broker) selfChannel() string { return keyPrefix + "instance:" + r.instance }
+func (b *Broker) selfChannel() string { return keyPrefix + "instance:" + b.instance }
 
 // listen is the Pub/Sub loop: it appends each event to the local log,
 // which wakes the local subscribers, and reads a stream after each
 // confirmed subscription to it. A connection silent for idleCheck is
 // pinged; go-redis reconnects and subscribes again after an error.
-func (r *Broker) listen() {
-	defer r.wg.Done()
-	ctx := r.ctx
+func (b *Broker) listen() {
+	defer b.wg.Done()
+	ctx := b.ctx
 	backoff := 100 * time.Millisecond
 	pinged := false
 	for ctx.Err() == nil {
-		msg, err := r.ps.ReceiveTimeout(ctx, idleCheck)
+		msg, err := b.ps.ReceiveTimeout(ctx, idleCheck)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
 				if pinged { // no answer to the ping: a new connection
-					r.log.Warn("redis: Pub/Sub connection silent; connecting again")
-					r.renew()
-				} else if err := r.ps.Ping(ctx); err != nil {
-					r.log.Debug("redis: Pub/Sub ping", "err", err)
+					b.log.Warn("redis: Pub/Sub connection silent; connecting again")
+					b.renew()
+				} else if err := b.ps.Ping(ctx); err != nil {
+					b.log.Debug("redis: Pub/Sub ping", "err", err)
 				}
 				pinged = !pinged
 				continue
 			}
-			r.log.Warn("redis: reading events; retrying", "err", err, "in", backoff)
+			b.log.Warn("redis: reading events; retrying", "err", err, "in", backoff)
 			if !sleep(ctx, backoff) {
 				return
 			}
@@ -878,11 +878,11 @@ func (r *Broker) listen() {
 		case *redis.Message:
 			name, ok := strings.CutPrefix(m.Channel, keyPrefix+"ev:")
 			if id, ev, valid := decodeEvent(m.Payload); ok && valid {
-				r.deliver(name, id, ev)
+				b.deliver(name, id, ev)
 			}
 		case *redis.Subscription:
 			if name, ok := strings.CutPrefix(m.Channel, keyPrefix+"ev:"); ok && m.Kind == "subscribe" {
-				r.catchUp(ctx, name)
+				b.catchUp(ctx, name)
 			}
 		}
 	}
@@ -890,33 +890,33 @@ func (r *Broker) listen() {
 
 // renew replaces the Pub/Sub connection with a new one subscribed to every
 // followed channel; each confirmation reads what was missed.
-func (r *Broker) renew() {
-	r.subMu.Lock()
-	defer r.subMu.Unlock()
-	channels := []string{r.selfChannel()}
-	for _, name := range r.followed() {
+func (b *Broker) renew() {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	channels := []string{b.selfChannel()}
+	for _, name := range b.followed() {
 		channels = append(channels, eventsChannel(name))
 	}
-	r.ps.Close()
-	r.ps = r.rdb.Subscribe(r.ctx, channels...)
+	b.ps.Close()
+	b.ps = b.rdb.Subscribe(b.ctx, channels...)
 }
 
 // deliver appends an event to the local log if the channel is followed and
 // the event is new to it.
-func (r *Broker) deliver(name, id string, m hub.Message) { r.appendNext(name, id, m, "", false) }
+func (b *Broker) deliver(name, id string, m hub.Message) { b.appendNext(name, id, m, "", false) }
 
 // appendNext appends an event to the local log if the channel is followed
 // and the event is new to it; with after, only if the last event appended
 // is after (nothing between them is still on its way). Appends to a
 // channel are in the order of ids, one at a time.
-func (r *Broker) appendNext(name, id string, m hub.Message, after string, onlyAfter bool) {
+func (b *Broker) appendNext(name, id string, m hub.Message, after string, onlyAfter bool) {
 	k, ok := hub.ParseID(id)
 	if !ok {
 		return
 	}
-	r.mu.Lock()
-	f := r.followers[name]
-	r.mu.Unlock()
+	b.mu.Lock()
+	f := b.followers[name]
+	b.mu.Unlock()
 	if f == nil {
 		return // not followed here
 	}
@@ -926,32 +926,32 @@ func (r *Broker) appendNext(name, id string, m hub.Message, after string, onlyAf
 		return // had already, or an earlier event comes first, through Pub/Sub
 	}
 	f.last, f.key = id, k
-	if err := r.e.Append(name, id, k, m); err != nil {
-		r.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
+	if err := b.e.Append(name, id, k, m); err != nil {
+		b.log.Warn("redis: a channel's event not delivered here", "channel", name, "err", err)
 	}
 }
 
 // catchUp appends what the stream holds after the last event this process
 // has of it: what was published before the Pub/Sub subscription took
 // effect, or while the connection was down.
-func (r *Broker) catchUp(ctx context.Context, name string) {
+func (b *Broker) catchUp(ctx context.Context, name string) {
 	for {
-		r.mu.Lock()
-		f := r.followers[name]
-		r.mu.Unlock()
+		b.mu.Lock()
+		f := b.followers[name]
+		b.mu.Unlock()
 		if f == nil {
 			return
 		}
 		f.order.Lock()
 		from := f.last
 		f.order.Unlock()
-		msgs, err := r.rdb.XRangeN(ctx, streamKey(name), "("+from, "+", 512).Result()
+		msgs, err := b.rdb.XRangeN(ctx, streamKey(name), "("+from, "+", 512).Result()
 		if err != nil {
-			r.log.Warn("redis: reading a stream after subscribing", "channel", name, "err", err)
+			b.log.Warn("redis: reading a stream after subscribing", "channel", name, "err", err)
 			return
 		}
 		for _, xm := range msgs {
-			r.deliver(name, xm.ID, toMessage(xm.Values))
+			b.deliver(name, xm.ID, toMessage(xm.Values))
 		}
 		if len(msgs) < 512 {
 			return
@@ -977,8 +977,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // then one HLEN per live instance, whatever the number of subscribers.
 const instancesKey = keyPrefix + "instances"
 
-func (r *Broker) presenceKey(channel string) string {
-	return presenceKey(r.instance, channel)
+func (b *Broker) presenceKey(channel string) string {
+	return presenceKey(b.instance, channel)
 }
 
 func presenceKey(instance, channel string) string {
@@ -987,36 +987,36 @@ func presenceKey(instance, channel string) string {
 
 // heartbeat keeps this instance and its subscriber records alive, and
 // writes them again after Redis lost them (a restart without persistence).
-func (r *Broker) heartbeat() {
-	defer r.wg.Done()
+func (b *Broker) heartbeat() {
+	defer b.wg.Done()
 	tick := time.NewTicker(presenceTTL / 3)
 	defer tick.Stop()
 	for {
-		r.mu.Lock()
+		b.mu.Lock()
 		byChannel := map[string][]any{}
-		for id, p := range r.presence {
+		for id, p := range b.presence {
 			for _, ch := range p.channels {
 				byChannel[ch] = append(byChannel[ch], id, p.record)
 			}
 		}
-		r.mu.Unlock()
-		_, err := r.rdb.Pipelined(r.ctx, func(pl redis.Pipeliner) error {
+		b.mu.Unlock()
+		_, err := b.rdb.Pipelined(b.ctx, func(pl redis.Pipeliner) error {
 			expiry := time.Now().Add(presenceTTL).UnixMilli()
-			pl.ZAdd(r.ctx, instancesKey, redis.Z{Score: float64(expiry), Member: r.instance})
+			pl.ZAdd(b.ctx, instancesKey, redis.Z{Score: float64(expiry), Member: b.instance})
 			for ch, recs := range byChannel {
-				pl.HSet(r.ctx, r.presenceKey(ch), recs...)
-				pl.Expire(r.ctx, r.presenceKey(ch), presenceTTL)
+				pl.HSet(b.ctx, b.presenceKey(ch), recs...)
+				pl.Expire(b.ctx, b.presenceKey(ch), presenceTTL)
 				// A channel that is listened to does not expire.
-				pl.PExpire(r.ctx, streamKey(ch), r.opts.IdleTTL)
-				pl.PExpire(r.ctx, floorKey(ch), r.opts.IdleTTL)
+				pl.PExpire(b.ctx, streamKey(ch), b.opts.IdleTTL)
+				pl.PExpire(b.ctx, floorKey(ch), b.opts.IdleTTL)
 			}
 			return nil
 		})
-		if err != nil && r.ctx.Err() == nil {
-			r.log.Debug("redis: presence heartbeat", "err", err)
+		if err != nil && b.ctx.Err() == nil {
+			b.log.Debug("redis: presence heartbeat", "err", err)
 		}
 		select {
-		case <-r.ctx.Done():
+		case <-b.ctx.Done():
 			return
 		case <-tick.C:
 		}
@@ -1028,21 +1028,21 @@ func (r *Broker) heartbeat() {
 // does, then takes one round trip, not two. An instance that starts is
 // counted by the others within instancesFor; one that stops has removed
 // its records already.
-func (r *Broker) liveInstances(ctx context.Context) ([]string, error) {
-	r.instMu.Lock()
-	defer r.instMu.Unlock()
-	if time.Since(r.instAt) < instancesFor {
-		return r.instances, nil
+func (b *Broker) liveInstances(ctx context.Context) ([]string, error) {
+	b.instMu.Lock()
+	defer b.instMu.Unlock()
+	if time.Since(b.instAt) < instancesFor {
+		return b.instances, nil
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	ids, err := r.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: instancesKey, Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
+	ids, err := b.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: instancesKey, Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if !slices.Contains(ids, r.instance) {
-		ids = append(ids, r.instance) // before its first heartbeat lands
+	if !slices.Contains(ids, b.instance) {
+		ids = append(ids, b.instance) // before its first heartbeat lands
 	}
-	r.instances, r.instAt = ids, time.Now()
+	b.instances, b.instAt = ids, time.Now()
 	return ids, nil
 }
 
@@ -1051,27 +1051,27 @@ const instancesFor = time.Second
 // Subscribers lists the subscribers of every instance: this instance's
 // from its own records, the others' from Redis. When Redis cannot be read
 // it returns this instance's own, with the error.
-func (r *Broker) Subscribers(ctx context.Context, channels ...string) ([]hub.Subscriber, error) {
+func (b *Broker) Subscribers(ctx context.Context, channels ...string) ([]hub.Subscriber, error) {
 	seen := map[string]bool{}
 	var out []hub.Subscriber
-	r.mu.Lock()
-	for _, p := range r.presence {
+	b.mu.Lock()
+	for _, p := range b.presence {
 		if !seen[p.sub.ID] && slices.ContainsFunc(channels, func(ch string) bool { return slices.Contains(p.channels, ch) }) {
 			seen[p.sub.ID] = true
 			out = append(out, p.sub)
 		}
 	}
-	r.mu.Unlock()
+	b.mu.Unlock()
 	sorted := func() []hub.Subscriber {
 		slices.SortFunc(out, func(a, b hub.Subscriber) int { return strings.Compare(a.ID, b.ID) })
 		return out
 	}
-	others, err := r.otherInstances(ctx)
+	others, err := b.otherInstances(ctx)
 	if err != nil {
 		return sorted(), err
 	}
 	var cmds []*redis.MapStringStringCmd
-	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+	_, err = b.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for _, in := range others {
 			for _, ch := range channels {
 				cmds = append(cmds, pl.HGetAll(ctx, presenceKey(in, ch)))
@@ -1095,29 +1095,29 @@ func (r *Broker) Subscribers(ctx context.Context, channels ...string) ([]hub.Sub
 }
 
 // otherInstances are the live instances but this one.
-func (r *Broker) otherInstances(ctx context.Context) ([]string, error) {
-	ids, err := r.liveInstances(ctx)
+func (b *Broker) otherInstances(ctx context.Context) ([]string, error) {
+	ids, err := b.liveInstances(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == r.instance }), nil
+	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == b.instance }), nil
 }
 
 // Count is how many subscribers the channels have on every instance: for
 // one channel, this instance's count and one pipeline of an HLEN per other
 // live instance (none when it is alone).
-func (r *Broker) Count(ctx context.Context, channels ...string) (int, error) {
+func (b *Broker) Count(ctx context.Context, channels ...string) (int, error) {
 	if len(channels) != 1 {
-		subs, err := r.Subscribers(ctx, channels...)
+		subs, err := b.Subscribers(ctx, channels...)
 		return len(subs), err
 	}
-	n := r.e.Count(channels...)
-	others, err := r.otherInstances(ctx)
+	n := b.e.Count(channels...)
+	others, err := b.otherInstances(ctx)
 	if err != nil || len(others) == 0 {
 		return n, err
 	}
 	var cmds []*redis.IntCmd
-	_, err = r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+	_, err = b.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for _, in := range others {
 			cmds = append(cmds, pl.HLen(ctx, presenceKey(in, channels[0])))
 		}
@@ -1134,14 +1134,14 @@ func (r *Broker) Count(ctx context.Context, channels ...string) (int, error) {
 
 // SharedSecret returns a random 32-byte secret that every instance using
 // this Redis shares, made by whichever asks first.
-func (r *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) {
+func (b *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) {
 	k := keyPrefix + "secret:" + name
 	fresh := make([]byte, 32)
 	rand.Read(fresh)
-	if err := r.rdb.SetNX(ctx, k, hex.EncodeToString(fresh), 0).Err(); err != nil {
+	if err := b.rdb.SetNX(ctx, k, hex.EncodeToString(fresh), 0).Err(); err != nil {
 		return nil, unavailable(err)
 	}
-	v, err := r.rdb.Get(ctx, k).Result()
+	v, err := b.rdb.Get(ctx, k).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -1149,35 +1149,35 @@ func (r *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) 
 }
 
 // Close stops the loops, ends every subscription and disconnects.
-func (r *Broker) Close() error {
-	r.cancel()
-	r.subMu.Lock()
-	r.ps.Close()
-	r.subMu.Unlock()
-	r.wg.Wait()
-	r.e.Close()
+func (b *Broker) Close() error {
+	b.cancel()
+	b.subMu.Lock()
+	b.ps.Close()
+	b.subMu.Unlock()
+	b.wg.Wait()
+	b.e.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	// Every record of this instance goes: those of subscriptions still
 	// open, and of those that ended and were not removed yet.
-	r.mu.Lock()
+	b.mu.Lock()
 	keys := map[string]bool{}
-	for _, p := range r.presence {
+	for _, p := range b.presence {
 		for _, ch := range p.channels {
-			keys[r.presenceKey(ch)] = true
+			keys[b.presenceKey(ch)] = true
 		}
 	}
-	for _, g := range r.leaving {
+	for _, g := range b.leaving {
 		keys[g[0]] = true
 	}
-	r.leaving = nil
-	r.mu.Unlock()
-	r.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		pl.ZRem(ctx, instancesKey, r.instance)
+	b.leaving = nil
+	b.mu.Unlock()
+	b.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		pl.ZRem(ctx, instancesKey, b.instance)
 		for k := range keys {
 			pl.Del(ctx, k)
 		}
 		return nil
 	})
-	return r.rdb.Close()
+	return b.rdb.Close()
 }
