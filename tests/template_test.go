@@ -29,8 +29,8 @@ var removals = []removal{
 	{"visits", []string{"handlers/visits.go", "handlers/visits_test.go", "handlers/visits_count_test.go", "views/visits.templ", "views/visits_templ.go", "assets/visits.js"}, "Visits", ""},
 	{"chat and fragments", []string{"handlers/chat.go", "handlers/chat_test.go", "handlers/fragments.go", "handlers/fragments_test.go", "views/chat.templ", "views/chat_templ.go", "views/fragments.templ", "views/fragments_templ.go", "assets/chat.js"}, "Chat", ""},
 	{"tokens", []string{"handlers/tokens.go", "handlers/tokens_test.go", "views/tokens.templ", "views/tokens_templ.go", "assets/tokens.js", "app/tokens", "app/cli", "tests/cli_test.go"}, "Token streams", ""},
-	{"connections", []string{"handlers/connections.go", "views/connections.templ", "views/connections_templ.go", "assets/connections.js"}, "Connections", ""},
-	{"doctor (command, package, page)", []string{"handlers/doctor.go", "views/doctor.templ", "views/doctor_templ.go", "assets/doctor.js", "app/doctor", "tests/doctor_test.go", "tests/doctorpage_test.go", "tests/proxy_test.go", "tests/peer_test.go"}, "Doctor", ""},
+	{"connections", []string{"handlers/connections.go", "handlers/connections_test.go", "views/connections.templ", "views/connections_templ.go", "assets/connections.js"}, "Connections", ""},
+	{"doctor (command, package, page)", []string{"handlers/doctor.go", "handlers/doctor_test.go", "views/doctor.templ", "views/doctor_templ.go", "assets/doctor.js", "app/doctor", "tests/doctor_test.go", "tests/doctorpage_test.go", "tests/proxy_test.go", "tests/peer_test.go"}, "Doctor", ""},
 	{"token CLI", []string{"app/cli", "tests/cli_test.go"}, "Token streams", "Commands"},
 	{"load benchmark", []string{"cmd/ssebench"}, "", ""},
 }
