@@ -25,17 +25,17 @@ import (
 	"sselab/app/metrics"
 )
 
-// ShutdownTimeout bounds a graceful shutdown; the contract promises exit
+// shutdownTimeout bounds a graceful shutdown; the contract promises exit
 // within 5 seconds of SIGINT or SIGTERM.
-const ShutdownTimeout = 4 * time.Second
+const shutdownTimeout = 4 * time.Second
 
-// MemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT
+// memoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT
 // says otherwise.
-const MemoryLimit = 448 << 20
+const memoryLimit = 448 << 20
 
-// StreamGrace is how long a stream has, after shutdown begins, to take
+// streamGrace is how long a stream has, after shutdown begins, to take
 // its last bytes; a write still blocked then fails.
-const StreamGrace = time.Second
+const streamGrace = time.Second
 
 // usage lists serve and the commands the demos bring.
 func usage(demos []Demo) string {
@@ -121,7 +121,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// The garbage collector works harder as the heap nears this, so
 		// that garbage never takes the process past the 512 MiB the
 		// contract promises; GOMEMLIMIT sets another.
-		debug.SetMemoryLimit(MemoryLimit)
+		debug.SetMemoryLimit(memoryLimit)
 	}
 
 	m := metrics.New()
@@ -147,7 +147,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	stopping, stop := context.WithCancelCause(context.Background())
 	defer stop(nil)
-	streams := NewStreams(cfg.MaxStreams, m, logger)
+	streams := newStreams(cfg.MaxStreams, m, logger)
 	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Broker: broker, SessionKey: key,
 		Streams: streams, Cert: cert})
 
@@ -170,10 +170,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		BaseContext: func(net.Listener) context.Context { return stopping },
 	}
 	srv.RegisterOnShutdown(func() {
-		stop(ErrShutdown)
+		stop(errShutdown)
 		// A write blocked on a client that stopped reading would hold its
 		// stream, and Shutdown, for ever: it fails after this grace.
-		streams.Cut(time.Now().Add(StreamGrace))
+		streams.Cut(time.Now().Add(streamGrace))
 	})
 
 	if cfg.Pprof != "" {
@@ -205,7 +205,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down: ending open streams")
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		// Streams were cut already; what is left is connections that did

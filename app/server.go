@@ -60,7 +60,7 @@ func (d Deps) demos() []Demo {
 // through), never sees a stream.
 func NewServer(d Deps) http.Handler {
 	if d.Streams == nil {
-		d.Streams = NewStreams(d.Config.MaxStreams, d.Metrics, d.Logger)
+		d.Streams = newStreams(d.Config.MaxStreams, d.Metrics, d.Logger)
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -129,9 +129,9 @@ func sameOrigin(cop *http.CrossOriginProtection) echo.MiddlewareFunc {
 	}
 }
 
-// BodyTimeout bounds how long a request body may take to arrive, as
+// bodyTimeout bounds how long a request body may take to arrive, as
 // ReadHeaderTimeout bounds the headers.
-const BodyTimeout = 10 * time.Second
+const bodyTimeout = 10 * time.Second
 
 // limitBody bounds what a request may send: at most MaxBody bytes however
 // it is sent (Content-Length, chunked, form-encoded: the bound is on the
@@ -148,17 +148,17 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		// Not cleared after the handler: the server reads what is left of
 		// a body after the handler within it too, and the next request on
 		// the connection sets its own.
-		http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(BodyTimeout))
+		http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(bodyTimeout))
 		return next(c)
 	}
 }
 
-// ErrShutdown is the cause with which the server's base context ends on
+// errShutdown is the cause with which the server's base context ends on
 // SIGINT or SIGTERM. It is an sse.Parting: every stream loop sends its
 // event, rule 8's retry: spread over 1-5 s (so that the clients of a
 // restarted instance do not all come back in the same instant), before the
 // handler tears its subscription down.
-var ErrShutdown error = shutdown{}
+var errShutdown error = shutdown{}
 
 type shutdown struct{}
 
@@ -181,8 +181,8 @@ type Streams struct {
 	live map[*http.ResponseController]struct{}
 }
 
-// NewStreams makes the stream registry of one server.
-func NewStreams(max int, m *metrics.Metrics, log *slog.Logger) *Streams {
+// newStreams makes the stream registry of one server.
+func newStreams(max int, m *metrics.Metrics, log *slog.Logger) *Streams {
 	return &Streams{max: int64(max), m: m, log: log, live: map[*http.ResponseController]struct{}{}}
 }
 

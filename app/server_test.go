@@ -24,7 +24,7 @@ func testSite(t *testing.T) (*echo.Echo, *bytes.Buffer) {
 	m := metrics.New()
 	e := echo.New()
 	e.HTTPErrorHandler = errorHandler(log, m, func(c echo.Context) error { return c.String(404, "no\n") })
-	streams := NewStreams(10, m, log)
+	streams := newStreams(10, m, log)
 	e.GET("/stream-fails", func(c echo.Context) error {
 		s, err := sse.Open(c.Response())
 		if err != nil {

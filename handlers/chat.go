@@ -127,7 +127,7 @@ func (h *Chat) Post(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m := hub.Message{Type: "message", Data: line, Views: map[string]string{FragmentView: item.Data}}
+	m := hub.Message{Type: "message", Data: line, Renderings: map[string]string{FragmentRendering: item.Data}}
 	if err := h.b.Publish(c.Request().Context(), []string{ChatChannel}, m); err != nil {
 		return unavailable(c, err)
 	}

@@ -10,8 +10,8 @@ import (
 	"sselab/views"
 )
 
-// FragmentView is the rendering of chat messages as HTML (hub.Message.Views).
-const FragmentView = "html"
+// FragmentRendering is the rendering of chat messages as HTML (hub.Message.Renderings).
+const FragmentRendering = "html"
 
 // Fragments serves the chat the hypermedia way under /fragments/: the same
 // channel as /chat/, each message a server-rendered templ fragment.
@@ -33,6 +33,6 @@ func (h *Fragments) Page(c echo.Context) error {
 // Stream is channel chat as HTML fragments: the latest 50, then live, with
 // ids, replay and gap as every channel stream.
 func (h *Fragments) Stream(c echo.Context) error {
-	r := hub.Request{Channels: []string{ChatChannel}, Recent: 50, View: FragmentView}
+	r := hub.Request{Channels: []string{ChatChannel}, Recent: 50, Rendering: FragmentRendering}
 	return serveChannel(c, h.b, r, h.keepalive, nil)
 }

@@ -102,7 +102,7 @@ func ConnectionsPage(vm ConnectionsVM) templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Connections").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = layout("Connections").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

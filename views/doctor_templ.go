@@ -149,7 +149,7 @@ func DoctorPage(vm DoctorVM) templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Doctor").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = layout("Doctor").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

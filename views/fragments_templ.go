@@ -117,7 +117,7 @@ func FragmentsPage() templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = WirePanel("/fragments/stream").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = wirePanel("/fragments/stream").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -127,7 +127,7 @@ func FragmentsPage() templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Fragments").Render(templ.WithChildren(ctx, templ_7745c5c3_Var6), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = layout("Fragments").Render(templ.WithChildren(ctx, templ_7745c5c3_Var6), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -46,7 +46,7 @@ func GeneratorPage() templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = StreamPanel("event_sender").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = streamPanel("event_sender").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -56,7 +56,7 @@ func GeneratorPage() templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Finite generator").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = layout("Finite generator").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -8,8 +8,8 @@ package views
 import "github.com/a-h/templ"
 import templruntime "github.com/a-h/templ/runtime"
 
-// Layout wraps every page.
-func Layout(title string) templ.Component {
+// layout wraps every page.
+func layout(title string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -128,10 +128,10 @@ func Layout(title string) templ.Component {
 	})
 }
 
-// StreamPanel shows what the page's EventSource does, and the wire panel
+// streamPanel shows what the page's EventSource does, and the wire panel
 // shows the raw bytes of the same route, which EventSource hides. The
 // wire panel holds a second connection, so it reads only when asked.
-func StreamPanel(url string) templ.Component {
+func streamPanel(url string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -156,7 +156,7 @@ func StreamPanel(url string) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = WirePanel(url).Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = wirePanel(url).Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -164,8 +164,8 @@ func StreamPanel(url string) templ.Component {
 	})
 }
 
-// WirePanel reads a route with fetch() when asked and shows its raw bytes.
-func WirePanel(url string) templ.Component {
+// wirePanel reads a route with fetch() when asked and shows its raw bytes.
+func wirePanel(url string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {

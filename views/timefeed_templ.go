@@ -95,7 +95,7 @@ func TimeFeedPage(vm TimeFeedVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = StreamPanel("sendTime").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = streamPanel("sendTime").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -105,7 +105,7 @@ func TimeFeedPage(vm TimeFeedVM) templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Time feed").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = layout("Time feed").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

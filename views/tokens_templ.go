@@ -151,7 +151,7 @@ func TokensPage(vm TokensVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = StreamPanel("/tokens/demo/poll").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = streamPanel("/tokens/demo/poll").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -161,7 +161,7 @@ func TokensPage(vm TokensVM) templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Token streams").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = layout("Token streams").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

@@ -61,7 +61,7 @@ func VisitsPage(vm VisitsVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = StreamPanel("subscribe").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = streamPanel("subscribe").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -71,7 +71,7 @@ func VisitsPage(vm VisitsVM) templ.Component {
 			}
 			return nil
 		})
-		templ_7745c5c3_Err = Layout("Visits").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = layout("Visits").Render(templ.WithChildren(ctx, templ_7745c5c3_Var2), templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

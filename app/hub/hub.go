@@ -48,11 +48,11 @@ type Message struct {
 	// Final ends the stream of every subscriber after this event, as the
 	// seed's close action did.
 	Final bool
-	// Views are other renderings of Data, by name, such as the message as
-	// server-rendered HTML: a subscriber that asks for one (Request.View)
+	// Renderings are other forms of Data, by name, such as the message as
+	// server-rendered HTML: a subscriber that asks for one (Request.Rendering)
 	// gets it as the event's data, with the same id. Each is encoded once
 	// per publish, never per subscriber.
-	Views map[string]string
+	Renderings map[string]string
 }
 
 // event is the message as the wire shows it, with the broker's id.
@@ -96,9 +96,9 @@ type Request struct {
 	// Recent replays up to this many of the latest events when LastID is
 	// empty, such as the chat's latest messages on page load.
 	Recent int
-	// View names the rendering of events this subscriber gets
-	// (Message.Views); events without it come as published.
-	View string
+	// Rendering names the rendering of events this subscriber gets
+	// (Message.Renderings); events without it come as published.
+	Rendering string
 }
 
 // Subscriber describes one current subscription.

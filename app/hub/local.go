@@ -18,18 +18,18 @@ import (
 // (fn set) is encoded per subscriber from its argument. Nothing is held
 // twice: a plain event keeps only its frame.
 type entry struct {
-	key   ID
-	id    string // the id on the wire; may differ from the key's (Message.ID)
-	frame []byte // the encoded event; nil for a personal event
-	fn    Func
-	arg   string // the personal event's argument
-	views []view // other renderings (Message.Views), each encoded once
-	size  int64  // bytes charged to the history budget, besides its slot
-	final bool
+	key        ID
+	id         string // the id on the wire; may differ from the key's (Message.ID)
+	frame      []byte // the encoded event; nil for a personal event
+	fn         Func
+	arg        string      // the personal event's argument
+	renderings []rendering // other renderings (Message.Renderings), each encoded once
+	size       int64       // bytes charged to the history budget, besides its slot
+	final      bool
 }
 
-// view is one rendering of an event, encoded.
-type view struct {
+// rendering is one rendering of an event, encoded.
+type rendering struct {
 	name  string
 	frame []byte
 }
@@ -283,12 +283,12 @@ func (l *Local) lookup(name string) *channel {
 // Options are the options in force, defaults applied.
 func (l *Local) Options() Options { return l.opts }
 
-// Encode is a message as a subscriber with props that asked for view
-// receives it, with the broker's id, and whether it is Final: a broker encodes what it replays
-// from its store this way.
-func (l *Local) Encode(id ID, wireID string, m Message, props Props, view string) (frame []byte, final bool) {
+// Encode is a message as a subscriber with props that asked for the named
+// rendering receives it, with the broker's id, and whether it is Final: a
+// broker encodes what it replays from its store this way.
+func (l *Local) Encode(id ID, wireID string, m Message, props Props, rendering string) (frame []byte, final bool) {
 	en := l.newEntry(id, wireID, m)
-	return en.appendTo(nil, props, view), en.final
+	return en.appendTo(nil, props, rendering), en.final
 }
 
 // newEntry is a message as a channel's log holds it, with the broker's id:
@@ -303,11 +303,11 @@ func (l *Local) newEntry(k ID, brokerID string, m Message) entry {
 		en.frame = ev.AppendTo(nil)
 	}
 	en.size = int64(len(en.id) + cap(en.frame) + len(en.arg))
-	for _, name := range slices.Sorted(maps.Keys(m.Views)) {
+	for _, name := range slices.Sorted(maps.Keys(m.Renderings)) {
 		alt := ev
-		alt.Data = m.Views[name]
-		v := view{name: name, frame: alt.AppendTo(nil)}
-		en.views = append(en.views, v)
+		alt.Data = m.Renderings[name]
+		v := rendering{name: name, frame: alt.AppendTo(nil)}
+		en.renderings = append(en.renderings, v)
 		en.size += int64(len(name) + cap(v.frame))
 	}
 	return en
@@ -441,16 +441,16 @@ func (l *Local) Subscribe(r Request) (*Subscription, error) {
 func (l *Local) subscribe(r Request, from start, placed bool) (*Subscription, error) {
 	n := l.nextSub.Add(1)
 	s := &Subscription{
-		id:      strconv.FormatUint(n, 10),
-		shard:   n,
-		props:   r.Props,
-		view:    r.View,
-		names:   slices.Clone(r.Channels),
-		local:   l,
-		notify:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		cursors: make([]atomic.Uint64, len(r.Channels)),
-		slots:   make([]int, len(r.Channels)),
+		id:        strconv.FormatUint(n, 10),
+		shard:     n,
+		props:     r.Props,
+		rendering: r.Rendering,
+		names:     slices.Clone(r.Channels),
+		local:     l,
+		notify:    make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		cursors:   make([]atomic.Uint64, len(r.Channels)),
+		slots:     make([]int, len(r.Channels)),
 	}
 	var latest ID
 	gap := false
@@ -595,12 +595,12 @@ func (l *Local) Close() {
 	}
 }
 
-// appendTo encodes the entry for one subscriber: the view it asked for
+// appendTo encodes the entry for one subscriber: the rendering it asked for
 // when the entry has it, else the event itself.
-func (en *entry) appendTo(buf []byte, props Props, view string) []byte {
-	if view != "" {
-		for _, v := range en.views {
-			if v.name == view {
+func (en *entry) appendTo(buf []byte, props Props, rendering string) []byte {
+	if rendering != "" {
+		for _, v := range en.renderings {
+			if v.name == rendering {
 				return append(buf, v.frame...)
 			}
 		}
@@ -615,18 +615,18 @@ func (en *entry) appendTo(buf []byte, props Props, view string) []byte {
 
 // Subscription is one subscriber's cursor into its channels.
 type Subscription struct {
-	id      string
-	shard   uint64 // spreads counter updates, so subscribers do not contend
-	props   Props
-	view    string // the rendering it asked for (Request.View)
-	names   []string
-	local   *Local
-	chans   []*channel
-	cursors []atomic.Uint64
-	slots   []int // per channel: the index of this subscription in its subs
-	notify  chan struct{}
-	dropped atomic.Bool
-	closed  sync.Once
+	id        string
+	shard     uint64 // spreads counter updates, so subscribers do not contend
+	props     Props
+	rendering string // the rendering it asked for (Request.Rendering)
+	names     []string
+	local     *Local
+	chans     []*channel
+	cursors   []atomic.Uint64
+	slots     []int // per channel: the index of this subscription in its subs
+	notify    chan struct{}
+	dropped   atomic.Bool
+	closed    sync.Once
 
 	// A subscription has no context of its own (one per stream would cost
 	// memory on every open stream); done and cause say how it ended.
@@ -769,7 +769,7 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 			if s.skip != nil && !s.skip[i].Less(en.key) {
 				continue // replayed from the store already
 			}
-			buf = en.appendTo(buf, s.props, s.view)
+			buf = en.appendTo(buf, s.props, s.rendering)
 			delivered++
 			if en.final {
 				s.cursors[i].Store(pos + 1)

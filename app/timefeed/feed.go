@@ -42,10 +42,10 @@ func toggle(b *atomic.Bool) bool {
 // Event is the time event for t: type "time", data the Unix time in
 // seconds with a six-digit fraction, as the seed's time.time() printed.
 func Event(t time.Time) sse.Event {
-	return sse.Event{Type: "time", Data: Stamp(t)}
+	return sse.Event{Type: "time", Data: stamp(t)}
 }
 
-// Stamp formats t as Unix seconds with a six-digit fraction.
-func Stamp(t time.Time) string {
+// stamp formats t as Unix seconds with a six-digit fraction.
+func stamp(t time.Time) string {
 	return fmt.Sprintf("%d.%06d", t.Unix(), t.Nanosecond()/1000)
 }

@@ -44,7 +44,7 @@ func Run(t *testing.T, k Kind) {
 		{"Resume", resume},
 		{"InitialEvents", initialEvents},
 		{"PerSubscriberFuncs", perSubscriberFuncs},
-		{"Views", views},
+		{"Renderings", renderings},
 		{"SlowSubscriberDropped", slowSubscriberDropped},
 		{"FinalAndMessageOptions", finalAndOptions},
 		{"SubscribersListing", subscribersListing},
@@ -267,25 +267,25 @@ func perSubscriberFuncs(t *testing.T, k Kind) {
 	}
 }
 
-// One channel, two renderings: a subscriber that asks for a view gets it,
+// One channel, two renderings: a subscriber that asks for a rendering gets it,
 // with the same id as the event itself, live and in replay.
-func views(t *testing.T, k Kind) {
+func renderings(t *testing.T, k Kind) {
 	b := k.New(t, hub.Options{})
 	c := channel(t, "c")
 	text := subscribe(t, b, hub.Request{Channels: []string{c}})
-	html := subscribe(t, b, hub.Request{Channels: []string{c}, View: "html"})
-	publish(t, b, c, hub.Message{Type: "message", Data: "a <b>\nc", Views: map[string]string{"html": "<li>\n  a &lt;b&gt;\n</li>"}})
-	publish(t, b, c, hub.Message{Type: "message", Data: "no view"})
+	html := subscribe(t, b, hub.Request{Channels: []string{c}, Rendering: "html"})
+	publish(t, b, c, hub.Message{Type: "message", Data: "a <b>\nc", Renderings: map[string]string{"html": "<li>\n  a &lt;b&gt;\n</li>"}})
+	publish(t, b, c, hub.Message{Type: "message", Data: "no rendering"})
 	tv, hv := Until(t, text, 2, 5*time.Second), Until(t, html, 2, 5*time.Second)
 	if tv[0].Data != "a <b>\nc" || hv[0].Data != "<li>\n  a &lt;b&gt;\n</li>" || tv[0].ID != hv[0].ID || tv[0].ID == "" {
 		t.Errorf("text got %+v, html got %+v: want each rendering, with one id", tv[0], hv[0])
 	}
-	if hv[1].Data != "no view" {
-		t.Errorf("an event without the view: got %q, want it as published", hv[1].Data)
+	if hv[1].Data != "no rendering" {
+		t.Errorf("an event without the rendering: got %q, want it as published", hv[1].Data)
 	}
-	late := subscribe(t, b, hub.Request{Channels: []string{c}, View: "html", Recent: 2})
+	late := subscribe(t, b, hub.Request{Channels: []string{c}, Rendering: "html", Recent: 2})
 	if got := Next(t, late); len(got) != 2 || got[0].Data != hv[0].Data || got[0].ID != hv[0].ID {
-		t.Errorf("replay with the view: got %+v", got)
+		t.Errorf("replay with the rendering: got %+v", got)
 	}
 }
 

@@ -113,10 +113,10 @@ type follower struct {
 	key   hub.ID
 }
 
-// MaxConns bounds the Redis connections an instance holds, whatever the
+// maxConns bounds the Redis connections an instance holds, whatever the
 // number of its channels: one Pub/Sub connection that follows them all, and
-// a pool of MaxConns-1 that publishes, counts and replays.
-const MaxConns = 16
+// a pool of maxConns-1 that publishes, counts and replays.
+const maxConns = 16
 
 const (
 	keyPrefix   = "sselab:"
@@ -150,8 +150,8 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 	// of its own for pipelines (10 more connections) and dial past
 	// PoolSize under bursts: pipelines share the one pool here, and its
 	// size is a hard ceiling.
-	opt.PoolSize = MaxConns - 1
-	opt.MaxActiveConns = MaxConns - 1
+	opt.PoolSize = maxConns - 1
+	opt.MaxActiveConns = maxConns - 1
 	opt.PipelinePoolSize = -1
 	id := make([]byte, 8)
 	rand.Read(id)
@@ -465,8 +465,8 @@ func encodeMessage(m hub.Message) []any {
 	if m.Final {
 		add("final", "1")
 	}
-	for _, name := range slices.Sorted(maps.Keys(m.Views)) {
-		v = append(v, "view:"+name, m.Views[name])
+	for _, name := range slices.Sorted(maps.Keys(m.Renderings)) {
+		v = append(v, "rendering:"+name, m.Renderings[name])
 	}
 	return v
 }
@@ -475,11 +475,11 @@ func toMessage(v map[string]any) hub.Message {
 	str := func(k string) string { s, _ := v[k].(string); return s }
 	m := hub.Message{Type: str("type"), Data: str("data"), Func: str("func"), ID: str("id"), NoID: str("noid") == "1", Final: str("final") == "1"}
 	for k, val := range v {
-		if name, ok := strings.CutPrefix(k, "view:"); ok {
-			if m.Views == nil {
-				m.Views = map[string]string{}
+		if name, ok := strings.CutPrefix(k, "rendering:"); ok {
+			if m.Renderings == nil {
+				m.Renderings = map[string]string{}
 			}
-			m.Views[name], _ = val.(string)
+			m.Renderings[name], _ = val.(string)
 		}
 	}
 	if ms, err := strconv.ParseInt(str("retry"), 10, 64); err == nil {
@@ -639,7 +639,7 @@ func (b *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 			if !ok || p.Final {
 				continue
 			}
-			frame, final := b.e.Encode(k, xm.ID, toMessage(xm.Values), props, req.View)
+			frame, final := b.e.Encode(k, xm.ID, toMessage(xm.Values), props, req.Rendering)
 			p.Replay = append(p.Replay, frame)
 			p.Skip[i], p.Final = k, final
 		}

@@ -316,8 +316,8 @@ func TestManyChannelsFewConnections(t *testing.T) {
 			t.Errorf("listener %d: got %+v", i, got)
 		}
 	}
-	if conns := clients(t, r); conns == 0 || conns > MaxConns {
-		t.Errorf("%d Redis connections for %d channels, want at most %d", conns, n, MaxConns)
+	if conns := clients(t, r); conns == 0 || conns > maxConns {
+		t.Errorf("%d Redis connections for %d channels, want at most %d", conns, n, maxConns)
 	}
 	if got := len(r.followed()); got != n {
 		t.Errorf("%d channels followed, want %d", got, n)
@@ -379,7 +379,7 @@ func TestEventFraming(t *testing.T) {
 	if _, err := ps.Receive(t.Context()); err != nil { // the confirmation
 		t.Fatal(err)
 	}
-	m := hub.Message{Type: "t:1", Data: "a\nb\r\n:9:\x00\xff\u00e9" + strings.Repeat("x", 70000), ID: "12:3", Views: map[string]string{"html": "<p>1:2</p>"}}
+	m := hub.Message{Type: "t:1", Data: "a\nb\r\n:9:\x00\xff\u00e9" + strings.Repeat("x", 70000), ID: "12:3", Renderings: map[string]string{"html": "<p>1:2</p>"}}
 	if err := r.Publish(t.Context(), []string{"odd"}, m); err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestEventFraming(t *testing.T) {
 	if _, valid := hub.ParseID(id); !ok || !valid {
 		t.Fatalf("payload not decoded: id %q ok %v", id, ok)
 	}
-	if got.Type != m.Type || got.Data != m.Data || got.ID != m.ID || got.Views["html"] != m.Views["html"] {
+	if got.Type != m.Type || got.Data != m.Data || got.ID != m.ID || got.Renderings["html"] != m.Renderings["html"] {
 		t.Errorf("decoded %+v, want %+v", got, m)
 	}
 	for _, bad := range []string{"", "1-1", "1-1\n5:ab", "1-1\nx:ab", "1-1\n-1:ab"} {
