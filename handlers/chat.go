@@ -52,7 +52,7 @@ func NewChat(b chatBroker, keepalive time.Duration, hashKey []byte) *Chat {
 
 // user is the signed-in name, or "" when there is no valid session.
 func (h *Chat) user(c echo.Context) string {
-	ck, err := c.Cookie(sessionCookie)
+	ck, err := c.Cookie(cookieName(c, sessionCookie))
 	if err != nil {
 		return ""
 	}
@@ -82,7 +82,7 @@ func (h *Chat) Login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: value, Path: "/chat/", HttpOnly: true, Secure: c.IsTLS(), SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
+	c.SetCookie(&http.Cookie{Name: cookieName(c, sessionCookie), Value: value, Path: "/chat/", HttpOnly: true, Secure: c.IsTLS(), SameSite: http.SameSiteLaxMode, MaxAge: 30 * 24 * 3600})
 	return c.Redirect(http.StatusSeeOther, "/chat/")
 }
 

@@ -140,3 +140,18 @@ func TestChatPageShowsFormThenUser(t *testing.T) {
 	w = ts.do(http.MethodGet, "/chat/", "", "Cookie", login(t, ts, "<b>ann</b>"))
 	wantContains(t, w.Body.String(), `&lt;b&gt;ann&lt;/b&gt;`)
 }
+
+// Over TLS the session cookie is __Secure-sselab_session, Secure: a plain
+// sselab on the same host (cookies ignore the port) cannot overwrite it,
+// and the browser would refuse a plain one that shadows it.
+func TestChatSessionCookieOverTLS(t *testing.T) {
+	ts := newServer(t)
+	w := ts.do(http.MethodPost, "https://example.com/chat/login", form("user", "ann"), "Content-Type", formType, "Origin", "https://example.com")
+	wantStatus(t, w.Code, http.StatusSeeOther, w.Body.String())
+	ck := w.Result().Cookies()
+	if len(ck) != 1 || ck[0].Name != "__Secure-sselab_session" || !ck[0].Secure || !ck[0].HttpOnly {
+		t.Fatalf("got cookies %v, want one __Secure-sselab_session, Secure and HttpOnly", ck)
+	}
+	page := ts.do(http.MethodGet, "https://example.com/chat/", "", "Cookie", ck[0].Name+"="+ck[0].Value)
+	wantContains(t, page.Body.String(), "ann")
+}

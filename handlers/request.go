@@ -20,6 +20,19 @@ const (
 	MaxLastEventID = 256
 )
 
+// cookieName is a cookie's name as this request's scheme has it: over TLS
+// it carries the __Secure- prefix, which browsers accept only on a Secure
+// cookie. Cookies ignore the port, and a browser refuses to let a plain-HTTP
+// page overwrite a Secure cookie of the same name (Chromium, after "Leave
+// Secure Cookies Alone"), so without the prefix a learner who ran sselab
+// -tls and then sselab on the same host would never get a cookie again.
+func cookieName(c echo.Context, name string) string {
+	if c.IsTLS() {
+		return "__Secure-" + name
+	}
+	return name
+}
+
 // badRequest is a 400 whose plain-text body names what was wrong.
 func badRequest(format string, args ...any) error {
 	return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf(format, args...))

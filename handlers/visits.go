@@ -127,13 +127,13 @@ func (h *Visits) publishCount() {
 // viewer returns the viewer id from its cookie, setting one if absent. It
 // only tells viewers apart, so it need not be signed.
 func (h *Visits) viewer(c echo.Context) string {
-	if ck, err := c.Cookie(viewerCookie); err == nil && validViewer(ck.Value) {
+	if ck, err := c.Cookie(cookieName(c, viewerCookie)); err == nil && validViewer(ck.Value) {
 		return ck.Value
 	}
 	b := make([]byte, 8)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
-	c.SetCookie(&http.Cookie{Name: viewerCookie, Value: id, Path: "/visits/", HttpOnly: true, Secure: c.IsTLS(), SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
+	c.SetCookie(&http.Cookie{Name: cookieName(c, viewerCookie), Value: id, Path: "/visits/", HttpOnly: true, Secure: c.IsTLS(), SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
 	return id
 }
 

@@ -71,3 +71,19 @@ func TestVisits(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// Over TLS the viewer cookie is __Secure-sselab_viewer, Secure, and it is
+// the one read back: the visit and the stream agree on the viewer.
+func TestVisitsCookieOverTLS(t *testing.T) {
+	ts := newServer(t)
+	page := ts.do(http.MethodGet, "https://example.com/visits/", "")
+	wantStatus(t, page.Code, http.StatusOK, "")
+	ck := page.Result().Cookies()
+	if len(ck) != 1 || ck[0].Name != "__Secure-sselab_viewer" || !ck[0].Secure {
+		t.Fatalf("got cookies %v, want one __Secure-sselab_viewer, Secure", ck)
+	}
+	again := ts.do(http.MethodGet, "https://example.com/visits/", "", "Cookie", ck[0].Name+"="+ck[0].Value)
+	if got := again.Result().Cookies(); len(got) != 0 {
+		t.Errorf("a second visit with the cookie: got cookies %v, want it kept (no new viewer)", got)
+	}
+}
