@@ -7,7 +7,10 @@
 // waits for a seventh stays blank without an error. So the wire panel reads
 // the route only when asked, and every stream is closed when the page is
 // hidden (pagehide: navigating away, or into the back/forward cache) and
-// opened again when it comes back (pageshow).
+// opened again when it comes back (pageshow). A new EventSource cannot
+// send Last-Event-ID, so the reopened stream names the last id it saw in
+// the lastEventId query parameter: the page gets what it missed, and
+// nothing it already shows twice.
 "use strict";
 const sselab = (() => {
   const STATES = ["CONNECTING", "OPEN", "CLOSED"];
@@ -36,7 +39,7 @@ const sselab = (() => {
     const count = $("[data-testid=event-count]", panel);
     const list = $("[data-testid=events]", panel);
     const hint = $("[data-testid=conn-hint]");
-    let nOpen = 0, nEvents = 0, es = null, stopped = false, hintTimer = 0;
+    let nOpen = 0, nEvents = 0, es = null, stopped = false, hintTimer = 0, lastId = "";
     opens.textContent = "0";
     count.textContent = "0";
     const show = () => {
@@ -45,6 +48,7 @@ const sselab = (() => {
       state.dataset.state = s;
     };
     const onMessage = (ev) => {
+      lastId = ev.lastEventId;
       count.textContent = String(++nEvents);
       show();
       if (!(quiet || []).includes(ev.type)) {
@@ -55,7 +59,8 @@ const sselab = (() => {
       if (onEvent) onEvent(ev);
     };
     function open() {
-      es = new EventSource(url);
+      es = new EventSource(lastId === "" ? url
+        : url + (url.includes("?") ? "&" : "?") + "lastEventId=" + encodeURIComponent(lastId));
       let everOpen = false;
       // Over HTTP/1.1 a stream that never opens is most often waiting for
       // one of the six connections this browser allows per site.

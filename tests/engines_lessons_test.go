@@ -1,7 +1,7 @@
 package tests
 
 import (
-	"strings"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -16,8 +16,10 @@ func openTime(path string) string {
 	})`
 }
 
+// jsString is s as a JavaScript string literal (JSON's is one).
 func jsString(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 // Rule 1 in every engine: a stream with nothing to say yet (a chat with no

@@ -80,9 +80,47 @@ func (b *tab) Text(id string) string {
 }
 
 // Until waits, up to within, for the expression to be true in the page.
+// While a navigation is under way the page may not answer: that counts as
+// not yet, and the last such error is reported if the wait fails.
 func (b *tab) Until(within time.Duration, what, expr string) {
 	b.t.Helper()
-	eventually(b.t, within, b.engine+": "+what, func() bool { return b.Bool(expr) })
+	var last error
+	deadline := time.Now().Add(within)
+	for {
+		raw, err := b.evalJSON(expr)
+		var ok bool
+		if err == nil {
+			err = json.Unmarshal(raw, &ok)
+		}
+		if err == nil && ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s: %s: not within %v (last error: %v)", b.engine, what, within, last)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not a wait for the condition
+	}
+}
+
+// Click clicks the element with data-testid id, as a person would.
+func (b *tab) Click(id string) {
+	b.t.Helper()
+	if !b.Bool(`(() => { const el = document.querySelector("[data-testid=` + id + `]"); if (!el) return false; el.click(); return true; })()`) {
+		b.t.Fatalf("%s: no element [data-testid=%s] to click", b.engine, id)
+	}
+}
+
+// Metric is one sample of the server's /metrics, read by the page (so it
+// works over -tls too), summing every series whose line starts with prefix.
+func (b *tab) Metric(prefix string) float64 {
+	b.t.Helper()
+	var v float64
+	b.Eval(`fetch("/metrics", {cache: "no-store"}).then(r => r.text()).then(t => t.split("\n")
+		.filter(l => l.startsWith(`+jsString(prefix)+`)).reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0))`, &v)
+	return v
 }
 
 // wrap makes any expression's awaited value a JSON string, which every
@@ -114,6 +152,33 @@ func inEachEngine(t *testing.T, tls bool, f func(t *testing.T, b *tab)) {
 			f(t, e.open(t, tls))
 		})
 	}
+}
+
+// inEachEngineAndProtocol runs f in each engine over HTTP/1.1 and over
+// -tls (where every engine speaks HTTP/2), each time against a server of
+// its own started with args: the demos' switches and channels are the
+// server's, so engines running side by side do not share them.
+func inEachEngineAndProtocol(t *testing.T, args []string, f func(t *testing.T, b *tab, s *server)) {
+	t.Helper()
+	skipShort(t)
+	for _, proto := range []string{"http1", "tls"} {
+		t.Run(proto, func(t *testing.T) {
+			t.Parallel()
+			inEachEngine(t, proto == "tls", func(t *testing.T, b *tab) {
+				a := append([]string(nil), args...)
+				if proto == "tls" {
+					a = append(a, "-tls")
+				}
+				f(t, b, startServer(t, a...))
+			})
+		})
+	}
+}
+
+// list is the text of each item of the list with data-testid id, as a
+// JavaScript array expression.
+func list(id string) string {
+	return `[...document.querySelectorAll("[data-testid=` + id + `] li")].map(li => li.textContent)`
 }
 
 // shared is a browser process started once, for every test that needs it;

@@ -111,32 +111,6 @@ func TestBrowserManyTabs(t *testing.T) {
 	}
 }
 
-// /connections/ shows the seventh stream waiting over HTTP/1.1, and none
-// over -tls.
-func TestBrowserConnectionsPage(t *testing.T) {
-	for _, tc := range []struct {
-		name          string
-		tls           bool
-		open, waiting string
-	}{{"http1.1", false, "6", "2"}, {"tls", true, "8", "0"}} {
-		t.Run(tc.name, func(t *testing.T) {
-			base, ctx := siteIn(t, tc.tls)
-			navigate(t, ctx, base+"/connections/?n=8")
-			eventually(t, 10*time.Second, "the page settled", func() bool { return evalBool(t, ctx, `document.body.dataset.settled === "1"`) })
-			got := func(k string) string {
-				v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.dataset.`+k))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return v
-			}
-			if o, w := got("open"), got("waiting"); o != tc.open || w != tc.waiting {
-				t.Errorf("%s open, %s waiting; want %s and %s (summary %q)", o, w, tc.open, tc.waiting, text(t, ctx, "summary"))
-			}
-		})
-	}
-}
-
 // The seeds' own client code, run in the page as they wrote it (paths
 // aside), hears its events from the matching sselab routes.
 func TestBrowserSeedsCode(t *testing.T) {

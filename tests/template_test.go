@@ -25,11 +25,11 @@ type removal struct {
 // removals are the README's "Use it as a template" list, tried one by one.
 var removals = []removal{
 	{"time feed", []string{"handlers/timefeed.go", "handlers/timefeed_test.go", "views/timefeed.templ", "views/timefeed_templ.go", "assets/timefeed.js", "app/timefeed", "tests/timefeed_test.go"}, "Time feed", ""},
-	{"generator", []string{"handlers/generator.go", "handlers/generator_test.go", "views/generator.templ", "views/generator_templ.go", "assets/generator.js"}, "Finite generator", ""},
-	{"visits", []string{"handlers/visits.go", "handlers/visits_test.go", "handlers/visits_count_test.go", "views/visits.templ", "views/visits_templ.go", "assets/visits.js"}, "Visits", ""},
-	{"chat and fragments", []string{"handlers/chat.go", "handlers/chat_test.go", "handlers/fragments.go", "handlers/fragments_test.go", "views/chat.templ", "views/chat_templ.go", "views/fragments.templ", "views/fragments_templ.go", "assets/chat.js"}, "Chat", ""},
-	{"tokens", []string{"handlers/tokens.go", "handlers/tokens_test.go", "views/tokens.templ", "views/tokens_templ.go", "assets/tokens.js", "app/tokens", "app/cli", "tests/cli_test.go"}, "Token streams", ""},
-	{"connections", []string{"handlers/connections.go", "handlers/connections_test.go", "views/connections.templ", "views/connections_templ.go", "assets/connections.js"}, "Connections", ""},
+	{"generator", []string{"handlers/generator.go", "handlers/generator_test.go", "views/generator.templ", "views/generator_templ.go", "assets/generator.js", "tests/generator_test.go"}, "Finite generator", ""},
+	{"visits", []string{"handlers/visits.go", "handlers/visits_test.go", "handlers/visits_count_test.go", "views/visits.templ", "views/visits_templ.go", "assets/visits.js", "tests/visits_test.go"}, "Visits", ""},
+	{"chat and fragments", []string{"handlers/chat.go", "handlers/chat_test.go", "handlers/fragments.go", "handlers/fragments_test.go", "views/chat.templ", "views/chat_templ.go", "views/fragments.templ", "views/fragments_templ.go", "assets/chat.js", "tests/chat_test.go"}, "Chat", ""},
+	{"tokens", []string{"handlers/tokens.go", "handlers/tokens_test.go", "views/tokens.templ", "views/tokens_templ.go", "assets/tokens.js", "app/tokens", "app/cli", "tests/cli_test.go", "tests/tokens_test.go"}, "Token streams", ""},
+	{"connections", []string{"handlers/connections.go", "handlers/connections_test.go", "views/connections.templ", "views/connections_templ.go", "assets/connections.js", "tests/connections_test.go"}, "Connections", ""},
 	{"doctor (command, package, page)", []string{"handlers/doctor.go", "handlers/doctor_test.go", "views/doctor.templ", "views/doctor_templ.go", "assets/doctor.js", "app/doctor", "tests/doctor_test.go", "tests/doctorpage_test.go", "tests/proxy_test.go", "tests/peer_test.go"}, "Doctor", ""},
 	{"token CLI", []string{"app/cli", "tests/cli_test.go"}, "Token streams", "Commands"},
 	{"load benchmark", []string{"cmd/ssebench"}, "", ""},
@@ -232,7 +232,7 @@ func write(t *testing.T, dir, name, content string) {
 }
 
 // Each demo's removal names every file of its own: a file in handlers/,
-// views/ or assets/ whose name begins with one of the demo's stems (visits
+// views/, assets/ or tests/ whose name begins with one of the demo's stems (visits
 // for handlers/visits.go) is in its list, so a test or script added to a
 // demo later cannot be left behind when the demo is removed. Quick, so the
 // inner loop sees it before the removal test does.
@@ -241,7 +241,7 @@ func TestRemovalsNameEveryFileOfTheirDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("git", "-C", root, "ls-files", "handlers", "views", "assets").Output()
+	out, err := exec.Command("git", "-C", root, "ls-files", "handlers", "views", "assets", "tests").Output()
 	if err != nil {
 		t.Skipf("lists the files git tracks: %v", err)
 	}

@@ -61,3 +61,33 @@ func TestTimeFeedTypeSwitch(t *testing.T) {
 		t.Errorf("switched back: got %q", h.Get("Content-Type"))
 	}
 }
+
+// The CherryPy lesson as a learner sees it, in each engine and protocol:
+// with the feed on, short responses become polling through EventSource's
+// reconnects; the content-type switch closes the EventSource, and no
+// request follows. -retry is above Firefox's 500 ms floor, so every engine
+// reconnects at the server's pace.
+func TestEnginesTimeFeed(t *testing.T) {
+	inEachEngineAndProtocol(t, []string{"-retry", "600ms"}, func(t *testing.T, b *tab, s *server) {
+		b.Go(s.URL + "/time/")
+		b.Click("toggle-feed")
+		b.Until(5*time.Second, "the page shows the feed on", `document.querySelector("[data-testid=feed-state]").textContent === "on"`)
+		b.Until(20*time.Second, "time events across three reconnects",
+			`Number(document.querySelector("[data-testid=connect-count]").textContent) >= 3 &&
+			 Number(document.querySelector("[data-testid=event-count]").textContent) >= 3`)
+		b.Click("toggle-type")
+		b.Until(10*time.Second, "readyState CLOSED after the content-type switch",
+			`document.querySelector("[data-testid=ready-state]").textContent === "CLOSED"`)
+		const route = `sselab_http_requests_total{code="200",route="/time/sendTime"}`
+		before := b.Metric(route)
+		// The claim is that nothing happens, so the test watches time pass:
+		// five retry periods.
+		time.Sleep(3 * time.Second)
+		if after := b.Metric(route); after != before {
+			t.Errorf("%s: sendTime requests went from %v to %v after the EventSource closed", b.engine, before, after)
+		}
+		if got := b.Text("ready-state"); got != "CLOSED" {
+			t.Errorf("%s: readyState %s, want CLOSED", b.engine, got)
+		}
+	})
+}
