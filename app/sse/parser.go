@@ -36,6 +36,8 @@ type Parser struct {
 	r         io.Reader
 	buf       []byte // unread bytes are buf[start:]
 	start     int
+	clean     int // buf[start:start+clean] is known to hold no CR or LF
+	scanned   int // bytes searched for a line end, in all: linear in the input
 	err       error
 	begun     bool // the BOM check has been done
 	skipLF    bool // the previous line ended in CR: a following LF belongs to it
@@ -154,6 +156,7 @@ func (p *Parser) line() ([]byte, error) {
 			p.skipLF = false
 			if unread[0] == '\n' {
 				p.start++
+				p.clean = 0
 				continue
 			}
 		}
@@ -161,15 +164,24 @@ func (p *Parser) line() ([]byte, error) {
 			p.begun = true
 			if bytes.HasPrefix(unread, []byte(bom)) {
 				p.start += len(bom)
+				p.clean = 0
 				continue
 			}
 		}
 		if p.begun {
-			if i := bytes.IndexAny(unread, "\r\n"); i >= 0 {
+			// Only the bytes that came since the last search are searched:
+			// a long line arriving a few bytes at a time costs its length,
+			// not its length squared.
+			if i := bytes.IndexAny(unread[p.clean:], "\r\n"); i >= 0 {
+				p.scanned += i + 1
+				i += p.clean
 				p.start += i + 1
+				p.clean = 0
 				p.skipLF = unread[i] == '\r'
 				return unread[:i], nil
 			}
+			p.scanned += len(unread) - p.clean
+			p.clean = len(unread)
 		}
 		if p.err != nil {
 			return nil, p.err

@@ -176,3 +176,48 @@ func TestParserHadID(t *testing.T) {
 		}
 	}
 }
+
+// chunkReader hands out its input n bytes per Read, as a slow or hostile
+// server may.
+type chunkReader struct {
+	s string
+	n int
+}
+
+func (r *chunkReader) Read(b []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	k := min(r.n, len(b), len(r.s))
+	copy(b, r.s[:k])
+	r.s = r.s[k:]
+	return k, nil
+}
+
+// The parser searches each byte for a line end once, however the input is
+// split: a 512 KiB line sent one byte per read once cost 102 s of CPU,
+// every read searching the whole line again.
+func TestParserLinear(t *testing.T) {
+	long := "data: " + strings.Repeat("x", 512<<10) + "\r\n\r\n"
+	short := strings.Repeat("data: a\rdata: b\n\r\n", 2000)
+	for _, tc := range []struct {
+		name, in string
+		chunk    int
+		events   int
+	}{
+		{"a long line, a byte per read", long, 1, 1},
+		{"a long line, 128 bytes per read", long, 128, 1},
+		{"short lines with CR, a byte per read", short, 1, 2000},
+		{"short lines with CR, 7 bytes per read", short, 7, 2000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs, p := parseAll(t, &chunkReader{tc.in, tc.chunk})
+			if len(evs) != tc.events {
+				t.Fatalf("got %d events, want %d", len(evs), tc.events)
+			}
+			if p.scanned > len(tc.in) {
+				t.Errorf("searched %d bytes for line ends in %d bytes of input: the search is not linear", p.scanned, len(tc.in))
+			}
+		})
+	}
+}
