@@ -157,6 +157,25 @@ func Demos() []Demo {
 						Doc: "One of that page's streams: an opened event naming the protocol, then keepalives.", Curl: "curl -N '{base}/connections/stream?i=0'"},
 				}
 			}},
+		{Title: "Engines", Nav: "Engines", Href: "/engines/", Seed: "your browser's engine",
+			Lesson: "Where the specification leaves room or an engine deviates (time to open, reconnection delay, retry floor, NUL, id-only blocks, charset, 204, the back/forward cache), your browser answers each question live, beside Chromium, Firefox and WebKit as the tests measured them.",
+			Routes: func(d Deps, _ []Route) []Route {
+				eng := handlers.NewEngines(d.Config.Keepalive)
+				return []Route{
+					{Methods: get, Path: "/engines/", Handler: eng.Page, Doc: "Probes your browser's engine, beside the three engines as measured.", Curl: "curl {base}/engines/"},
+					{Methods: get, Path: "/engines/away", Handler: eng.Away, Doc: "The page the back/forward cache probe leaves to: it goes back.", Curl: "curl {base}/engines/away"},
+					{Methods: get, Path: "/engines/quiet", Handler: eng.Quiet, Stream: true,
+						Doc: "Probe: headers, nothing for 1.5 s (against rule 1, on purpose), one event, the end.", Curl: "curl -N {base}/engines/quiet"},
+					{Methods: get, Path: "/engines/ends", Handler: eng.Ends, Stream: true,
+						Doc: "Probe: a seen event with the request's Last-Event-ID, ?retry=MS, ?idonly=1 for an id-only block, the end.", Curl: "curl -N -H 'Last-Event-ID: 7' '{base}/engines/ends?retry=100&idonly=1'"},
+					{Methods: get, Path: "/engines/bytes", Handler: eng.Bytes, Stream: true,
+						Doc: "Probe: ?what=nul (data a NUL b) or ?what=charset (UTF-8 served as ISO-8859-1).", Curl: "curl -N '{base}/engines/bytes?what=nul'"},
+					{Methods: get, Path: "/engines/answer", Handler: eng.Answer, Stream: true,
+						Doc: "Probe: a stream request answered ?with=204, 500 or type (200 text/plain).", Curl: "curl -i '{base}/engines/answer?with=204'"},
+					{Methods: get, Path: "/engines/held", Handler: eng.Held, Stream: true,
+						Doc: "Probe: a stream that stays open (a held event naming the protocol, then keepalives).", Curl: "curl -N '{base}/engines/held?i=0'"},
+				}
+			}},
 		{Title: "Doctor", Nav: "Doctor", Href: "/doctor/", Seed: "sselab doctor, on the site's own routes",
 			Lesson: "What a proxy, a compressor or buffering middleware does to a stream, seen check by check: the server runs sselab doctor on one of its own routes and streams each verdict.",
 			Routes: func(d Deps, site []Route) []Route {

@@ -27,6 +27,7 @@ var pages = []struct{ name, path string }{
 	{"fragments", "/fragments/"},
 	{"connections", "/connections/"},
 	{"doctor", "/doctor/"},
+	{"engines", "/engines/"},
 	{"notfound", "/no/such/page"},
 }
 
@@ -44,7 +45,7 @@ func TestBrowserAccessibility(t *testing.T) {
 		for _, p := range pages {
 			navigate(t, ctx, s.URL+p.path)
 			switch p.path {
-			case "/", "/no/such/page", "/connections/", "/doctor/":
+			case "/", "/no/such/page", "/connections/", "/doctor/", "/engines/":
 			case "/fragments/": // htmx's stream, not sselab's panel
 				eventually(t, 5*time.Second, p.name+": the stream opened", func() bool {
 					return metric(t, s.URL, `sselab_open_streams{route="/fragments/stream"}`) >= 1

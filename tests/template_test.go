@@ -30,6 +30,7 @@ var removals = []removal{
 	{"chat and fragments", []string{"handlers/chat.go", "handlers/chat_test.go", "handlers/fragments.go", "handlers/fragments_test.go", "views/chat.templ", "views/chat_templ.go", "views/fragments.templ", "views/fragments_templ.go", "assets/chat.js", "tests/chat_test.go"}, "Chat", ""},
 	{"tokens", []string{"handlers/tokens.go", "handlers/tokens_test.go", "views/tokens.templ", "views/tokens_templ.go", "assets/tokens.js", "app/tokens", "app/cli", "tests/cli_test.go", "tests/tokens_test.go"}, "Token streams", ""},
 	{"connections", []string{"handlers/connections.go", "handlers/connections_test.go", "views/connections.templ", "views/connections_templ.go", "assets/connections.js", "tests/connections_test.go"}, "Connections", ""},
+	{"engines", []string{"handlers/engines.go", "handlers/engines_test.go", "handlers/engines.json", "views/engines.templ", "views/engines_templ.go", "assets/engines.js", "tests/engines_page_test.go"}, "Engines", ""},
 	{"doctor (command, package, page)", []string{"handlers/doctor.go", "handlers/doctor_test.go", "views/doctor.templ", "views/doctor_templ.go", "assets/doctor.js", "app/doctor", "tests/doctor_test.go", "tests/doctorpage_test.go", "tests/proxy_test.go", "tests/peer_test.go"}, "Doctor", ""},
 	{"token CLI", []string{"app/cli", "tests/cli_test.go"}, "Token streams", "Commands"},
 	{"load benchmark", []string{"cmd/ssebench"}, "", ""},
