@@ -582,3 +582,47 @@ func TestRedisBoundedMemory(t *testing.T) {
 		t.Errorf("Redis used_memory reached %d MiB, want near the 24 MiB bound", peak.Load()>>20)
 	}
 }
+
+// A request's line and headers are bounded far under net/http's 1 MB
+// default, on every protocol: past 16 KiB, a 431 (or, over HTTP/2, the
+// advertised limit that a well-made client will not even exceed); under
+// it, the request is served.
+func TestHeaderBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{{"http1", nil}, {"tls", []string{"-tls"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			base, _ := startBinary(t, tc.args...)
+			client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+			if tc.name == "tls" {
+				client = h2Client(false)
+			}
+			send := func(path string, lines int) (int, error) {
+				req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+				for i := range lines {
+					req.Header.Set(fmt.Sprintf("X-%d", i), "v") // tiny lines: each costs the server a map entry
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					return 0, err
+				}
+				resp.Body.Close()
+				return resp.StatusCode, nil
+			}
+			if code, err := send("/healthz", 400); err != nil || code != http.StatusOK {
+				t.Errorf("400 header lines (4 kB): %d %v, want 200", code, err)
+			}
+			code, err := send("/healthz", 4000) // about 40 kB
+			over := code == http.StatusRequestHeaderFieldsTooLarge ||
+				(err != nil && strings.Contains(err.Error(), "header list larger than peer's advertised limit"))
+			if !over {
+				t.Errorf("4,000 header lines (40 kB): %d %v, want 431 or the client refusing to exceed the advertised limit", code, err)
+			}
+			if code, err := send("/healthz?"+strings.Repeat("a", 64<<10), 0); !(code == http.StatusRequestHeaderFieldsTooLarge || code == http.StatusRequestURITooLong ||
+				(err != nil && strings.Contains(err.Error(), "advertised limit"))) {
+				t.Errorf("a 64 KiB URL: %d %v, want it refused", code, err)
+			}
+		})
+	}
+}

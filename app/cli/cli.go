@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -86,7 +87,9 @@ func parseArgs(fs *flag.FlagSet, args []string, min, max int, usage string) erro
 
 // Client follows /tokens/TOKEN/poll: it prints each event as
 // "<type>: <data>", reconnects after the retry delay with Last-Event-ID
-// (honouring retry: from the server), and returns nil after a close event.
+// (honouring retry: from the server, but never sooner than MinRetry, and
+// backing off with a random spread after failures; see reconnectDelay),
+// and returns nil after a close event.
 // A first connection that fails, and any 4xx, end it with the reason;
 // after that, failed reconnects are retried, up to -give-up of them.
 func Client(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -105,8 +108,40 @@ func Client(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	f := &follower{
 		url: t.url(fs.Arg(0), "poll"), httpc: t.client(), retry: time.Duration(*retryMS) * time.Millisecond,
-		debug: *debug, stdout: stdout, stderr: stderr,
+		debug: *debug, stdout: stdout, stderr: stderr, rand: rand.Float64,
 	}
+	return f.follow(ctx, *giveUp)
+}
+
+// MinRetry is the shortest wait before a reconnect, whatever retry: the
+// server (or anyone who posts retry to the token) sends: Firefox keeps
+// the same floor. MaxBackoff bounds the back-off after failures.
+const (
+	MinRetry   = 500 * time.Millisecond
+	MaxBackoff = time.Minute
+)
+
+// reconnectDelay is how long to wait before the next connection: the
+// retry delay, at least MinRetry, after a stream that ended; after
+// failures in a row, that doubled per failure up to MaxBackoff, spread
+// ±30 % at random (r in [0, 1)), so that the clients of a server that went
+// away do not all come back in the same instant.
+func reconnectDelay(retry time.Duration, failures int, r float64) time.Duration {
+	d := max(retry, MinRetry)
+	if failures == 0 {
+		return d
+	}
+	for i := 1; i < failures && d < MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, max(MaxBackoff, retry))
+	return time.Duration(float64(d) * (0.7 + 0.6*r))
+}
+
+// follow reads connection after connection until a close event, a
+// refusal, the first connection failing, giveUp failed reconnects in a
+// row (0: never), or ctx ends.
+func (f *follower) follow(ctx context.Context, giveUp int) error {
 	connected, failures := false, 0
 	for {
 		done, err := f.once(ctx)
@@ -121,15 +156,18 @@ func Client(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		default:
 			failures++
-			fmt.Fprintf(stderr, "sselab client: %v; reconnecting in %v\n", err, f.retry)
-			if *giveUp > 0 && failures >= *giveUp {
+			if giveUp > 0 && failures >= giveUp {
 				return fmt.Errorf("gave up after %d failed reconnects: %w", failures, err)
 			}
+		}
+		wait := reconnectDelay(f.retry, failures, f.rand())
+		if err != nil {
+			fmt.Fprintf(f.stderr, "sselab client: %v; reconnecting in %v\n", err, wait.Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(f.retry):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -143,6 +181,7 @@ type follower struct {
 	retry          time.Duration // the reconnection delay, as the server last set it
 	debug          bool
 	stdout, stderr io.Writer
+	rand           func() float64 // in [0, 1): the back-off's spread
 }
 
 // once reads one connection. done means stop for good (a close event, a
