@@ -74,7 +74,11 @@ func serveChannel(c echo.Context, b subscriber, r hub.Request, keepalive time.Du
 		if len(buf) == 0 {
 			return false, nil
 		}
-		return false, s.Write(buf)
+		err = s.Write(buf)
+		if cap(buf) > sse.KeepBuffer {
+			buf = nil // a replay's piece, or a large event: not held for the stream's life
+		}
+		return false, err
 	})
 }
 

@@ -727,9 +727,17 @@ func (s *Subscription) drop(cause error) {
 	s.wake()
 }
 
-// Next appends every pending event, encoded, to buf: first a gap event
+// MaxBatch bounds what one Next appends: past it, Next stops after the
+// event under way and Ready fires again for the rest. A replay of a whole
+// history (a thousand events of 60 kB) is written in pieces, so no stream
+// holds more than about this much at once, however far behind it starts
+// and however slowly its client reads.
+const MaxBatch = 64 << 10
+
+// Next appends the pending events, encoded, to buf: first a gap event
 // and the initial events, then any replay, then the channels' logs from
-// the cursors. It holds a channel's read lock only to copy bytes, never
+// the cursors, until buf holds MaxBatch bytes (Ready then fires again for
+// the rest). It holds a channel's read lock only to copy bytes, never
 // while writing to a client.
 //
 // It returns nil while the subscription lasts; ErrFinal, with the final
@@ -743,10 +751,16 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 	if s.initial != nil {
 		buf, s.initial = append(buf, s.initial...), nil
 	}
-	for _, f := range s.replay {
-		buf = append(buf, f...)
+	delivered := 0
+	for len(s.replay) > 0 {
+		if len(buf) >= MaxBatch {
+			return s.more(buf, delivered)
+		}
+		buf = append(buf, s.replay[0]...)
+		s.replay[0] = nil // the replay's memory goes as it is sent
+		s.replay = s.replay[1:]
+		delivered++
 	}
-	delivered := len(s.replay)
 	s.replay = nil
 	if s.final {
 		s.local.opts.Observer.Delivered(s.shard, delivered)
@@ -764,7 +778,12 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 			s.drop(ErrDropped)
 			return buf, ErrDropped
 		}
+		full := false
 		for ; pos < head; pos++ {
+			if len(buf) >= MaxBatch {
+				full = true
+				break
+			}
 			en := ch.at(pos)
 			if s.skip != nil && !s.skip[i].Less(en.key) {
 				continue // replayed from the store already
@@ -781,10 +800,23 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 		}
 		s.cursors[i].Store(pos)
 		ch.mu.RUnlock()
+		if full {
+			return s.more(buf, delivered)
+		}
 	}
 	if delivered > 0 {
 		s.local.opts.Observer.Delivered(s.shard, delivered)
 	}
+	return buf, nil
+}
+
+// more ends a Next whose batch is full: what is left comes on the next
+// call, which Ready asks for.
+func (s *Subscription) more(buf []byte, delivered int) ([]byte, error) {
+	if delivered > 0 {
+		s.local.opts.Observer.Delivered(s.shard, delivered)
+	}
+	s.wake()
 	return buf, nil
 }
 

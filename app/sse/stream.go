@@ -15,9 +15,10 @@ const ContentType = "text/event-stream; charset=utf-8"
 // Stream writes events to one HTTP response and flushes each at once.
 // It is not safe for concurrent use: one goroutine owns a stream.
 type Stream struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	buf []byte
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	buf   []byte
+	watch *time.Timer // cuts a write blocked for WriteTimeout
 }
 
 // SetHeaders sets the headers every event stream needs: the content type,
@@ -51,10 +52,20 @@ func Open(w http.ResponseWriter) (*Stream, error) {
 	return s, nil
 }
 
+// KeepBuffer is the largest encoding buffer a stream keeps between
+// events: a larger one (a large event, a replay's piece) is let go once
+// written, so that ten thousand idle streams do not each hold the largest
+// thing they ever sent.
+const KeepBuffer = 4 << 10
+
 // Send encodes ev and flushes it.
 func (s *Stream) Send(ev Event) error {
 	s.buf = ev.AppendTo(s.buf[:0])
-	return s.Write(s.buf)
+	err := s.Write(s.buf)
+	if cap(s.buf) > KeepBuffer {
+		s.buf = nil
+	}
+	return err
 }
 
 // Comment sends a comment line. Comments keep idle connections open
@@ -64,14 +75,33 @@ func (s *Stream) Comment(text string) error {
 	return s.Send(Event{Comment: text})
 }
 
+// WriteTimeout bounds each write and its flush: a client that stopped
+// reading (its connection's buffers full, or its HTTP/2 window shut) is
+// cut when a write has been blocked this long, whether or not newer
+// events pile up behind it. A client that reads, however slowly, finishes
+// a write of at most hub.MaxBatch well within it.
+const WriteTimeout = 30 * time.Second
+
 // Write sends bytes that are already encoded events, and flushes. Fan-out
 // code encodes an event once and writes the same bytes to every stream.
+// A write still blocked after WriteTimeout fails (see cut).
 func (s *Stream) Write(frames []byte) error {
+	if s.watch == nil {
+		s.watch = time.AfterFunc(WriteTimeout, s.cut)
+	} else {
+		s.watch.Reset(WriteTimeout)
+	}
+	defer s.watch.Stop()
 	if _, err := s.w.Write(frames); err != nil {
 		return err
 	}
 	return s.rc.Flush()
 }
+
+// cut makes the write under way fail at once, by a write deadline in the
+// past. Deadlines only ever move earlier, so it cannot undo another cut
+// (SetWriteDeadline, a server's shutdown).
+func (s *Stream) cut() { s.SetWriteDeadline(time.Now()) }
 
 // SetWriteDeadline bounds the next writes. A deadline in the past makes a
 // write that is blocked on a client that stopped reading return at once:

@@ -2,8 +2,11 @@ package sse_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -180,5 +183,79 @@ func TestLoopEndsBeforeADueKeepalive(t *testing.T) {
 				t.Fatalf("flushed %q: want only the parting event", got)
 			}
 		})
+	}
+}
+
+// stalled is a client that stops reading after its first write: every
+// later write blocks until a write deadline in the past cuts it, as a
+// connection's does.
+type stalled struct {
+	*ssetest.Recorder
+	mu     sync.Mutex
+	writes int
+	cut    chan struct{}
+}
+
+func (w *stalled) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	w.writes++
+	n := w.writes
+	w.mu.Unlock()
+	if n == 1 {
+		return w.Recorder.Write(b)
+	}
+	<-w.cut
+	return 0, os.ErrDeadlineExceeded
+}
+
+func (w *stalled) SetWriteDeadline(t time.Time) error {
+	if !t.After(time.Now()) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		select {
+		case <-w.cut:
+		default:
+			close(w.cut)
+		}
+	}
+	return nil
+}
+
+// A write blocked on a client that stopped reading fails after
+// WriteTimeout, however few events follow it; one that completes leaves
+// no timer behind to cut the next.
+func TestWriteToAStalledClientIsCutByTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &stalled{Recorder: ssetest.NewRecorder(), cut: make(chan struct{})}
+		s, err := sse.Open(w) // the opening comment: the one write that completes
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Hour) // a stream long idle: the first write's timer is gone
+		start := time.Now()
+		err = s.Send(sse.Event{Data: "blocked"})
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the blocked write returned %v, want the deadline's error", err)
+		}
+		if d := time.Since(start); d != sse.WriteTimeout {
+			t.Errorf("the blocked write was cut after %v, want %v", d, sse.WriteTimeout)
+		}
+	})
+}
+
+// Large events are sent, but their buffer is not kept for the stream's
+// life.
+func TestLargeBufferNotKept(t *testing.T) {
+	w := ssetest.NewRecorder()
+	s, _ := sse.Open(w)
+	big := strings.Repeat("x\n", 64<<10)
+	if err := s.Send(sse.Event{Data: big}); err != nil {
+		t.Fatal(err)
+	}
+	if n := sse.BufferCap(s); n > sse.KeepBuffer {
+		t.Errorf("the stream keeps a buffer of %d bytes after a large event, more than %d", n, sse.KeepBuffer)
+	}
+	if evs := ssetest.Events(t, w.Flushed()); len(evs) != 1 || evs[0].Data != big {
+		t.Errorf("the large event arrived as %d events", len(evs))
 	}
 }

@@ -50,6 +50,7 @@ func Run(t *testing.T, k Kind) {
 		{"SubscribersListing", subscribersListing},
 		{"Close", closeEnds},
 		{"ReplayWhilePublishing", replayWhilePublishing},
+		{"ReplayInPieces", replayInPieces},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, k) })
 	}
@@ -464,5 +465,49 @@ func replayWhilePublishing(t *testing.T, k Kind) {
 	}
 	if len(rs) < 5 {
 		t.Fatalf("only %d resuming subscribers", len(rs))
+	}
+}
+
+// A replay far larger than hub.MaxBatch comes in pieces of about that
+// size, Ready firing for each, in order and complete: no stream holds a
+// whole history at once.
+func replayInPieces(t *testing.T, k Kind) {
+	const n, size = 200, 1024
+	b := k.New(t, hub.Options{History: n, Queue: n})
+	c := channel(t, "c")
+	first := subscribe(t, b, hub.Request{Channels: []string{c}})
+	for i := range n {
+		publish(t, b, c, hub.Message{Data: fmt.Sprintf("%04d", i) + strings.Repeat("x", size)})
+	}
+	id0 := Until(t, first, 1, 5*time.Second)[0].ID
+	s := subscribe(t, b, hub.Request{Channels: []string{c}, LastID: id0})
+	var got []sse.Event
+	pieces := 0
+	deadline := time.After(10 * time.Second)
+	for len(got) < n-1 {
+		select {
+		case <-s.Ready():
+		case <-deadline:
+			t.Fatalf("got %d of %d events in %d pieces", len(got), n-1, pieces)
+		}
+		buf, err := s.Next(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(buf) > hub.MaxBatch+2*size {
+			t.Fatalf("a piece of %d bytes: more than hub.MaxBatch (%d) and one event", len(buf), hub.MaxBatch)
+		}
+		if len(buf) > 0 {
+			pieces++
+		}
+		got = append(got, ssetest.Events(t, string(buf))...)
+	}
+	for i, ev := range got {
+		if want := fmt.Sprintf("%04d", i+1); !strings.HasPrefix(ev.Data, want) {
+			t.Fatalf("event %d is %.8q, want %s...: out of order or missing", i, ev.Data, want)
+		}
+	}
+	if pieces < (n-1)*size/hub.MaxBatch {
+		t.Errorf("%d events of %d bytes came in %d pieces", n-1, size, pieces)
 	}
 }
