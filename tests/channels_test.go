@@ -1,7 +1,10 @@
 package tests
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -222,5 +225,81 @@ func TestRedisTwoInstances(t *testing.T) {
 	case <-keepalive:
 	default:
 		t.Error("no keepalive comment reached the open stream while Redis was away")
+	}
+}
+
+// A hung Redis (the process stopped, its connections open): new streams
+// get rule 7's refusal and posts a 503 within a couple of seconds, where
+// they once waited, headerless, for the whole freeze; open streams wait
+// and go on. When Redis resumes, a post answered 503 is never delivered
+// (it once was, and twice), and what is posted then arrives once.
+func TestRedisHungFailsFast(t *testing.T) {
+	rs := redistest.Start(t)
+	s := startServer(t, "-redis", rs.URL)
+	_, open := openStream(t, s.URL+"/chat/stream")
+	postMessage(t, s.URL, "before")
+	if ev := nextOfType(t, open, "message", 5*time.Second); !strings.HasSuffix(ev.Data, ": before") {
+		t.Fatalf("before the freeze: got %+v", ev)
+	}
+
+	// The post first, while the broker's last reading of Redis's memory
+	// is fresh: it reaches the publish script, which Redis runs when it
+	// resumes.
+	rs.Pause()
+	t.Cleanup(rs.Resume)
+	bounded := func() (context.Context, context.CancelFunc) { return context.WithTimeout(t.Context(), 6*time.Second) }
+	ctx0, cancel0 := bounded()
+	defer cancel0()
+	req, _ := http.NewRequestWithContext(ctx0, http.MethodPost, s.URL+"/chat/post", strings.NewReader("message=refused"))
+	req.Header.Set("Content-Type", formType)
+	resp, err := plainClient.Do(req)
+	if err != nil {
+		t.Fatalf("a post during the freeze: %v (no answer within 6 s)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a post during the freeze: %s, want 503 with Retry-After", resp.Status)
+	}
+
+	ctx, cancel := bounded()
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/chat/stream", nil)
+	resp, err = plainClient.Do(req)
+	if err != nil {
+		t.Fatalf("a new stream during the freeze: %v (no answer within 6 s)", err)
+	}
+	p := sse.NewParser(resp.Body)
+	for {
+		if _, err := p.Next(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("a new stream during the freeze: %v, want rule 7's refusal and the end", err)
+			}
+			break
+		}
+	}
+	resp.Body.Close()
+	if _, ok := p.Retry(); !ok || resp.Header.Get("Retry-After") == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Errorf("a new stream during the freeze: %s %v, retry sent %v; want rule 7's refusal", resp.Status, resp.Header, ok)
+	}
+	rs.Resume()
+	eventually(t, 10*time.Second, "posts accepted again", func() bool {
+		code, _ := postMessage(t, s.URL, "after")
+		return code == http.StatusNoContent
+	})
+	seen := map[string]int{}
+	for seen["after"] == 0 {
+		ev := nextOfType(t, open, "message", 10*time.Second)
+		seen[ev.Data[strings.LastIndex(ev.Data, ": ")+2:]]++
+	}
+	_, replay := openStream(t, s.URL+"/chat/stream")
+	for {
+		ev := nextOfType(t, replay, "message", 5*time.Second)
+		seen[ev.Data[strings.LastIndex(ev.Data, ": ")+2:]]++
+		if strings.HasSuffix(ev.Data, ": after") {
+			break
+		}
+	}
+	if seen["refused"] != 0 || seen["after"] != 2 || seen["before"] != 1 {
+		t.Errorf("the open stream and a new one's replay saw %v: want no refused, before once (replay), after once on each", seen)
 	}
 }

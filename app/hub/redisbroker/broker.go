@@ -118,6 +118,15 @@ type follower struct {
 // a pool of maxConns-1 that publishes, counts and replays.
 const maxConns = 16
 
+// brokerTimeout bounds what a request waits for Redis: a hung Redis (a
+// stopped process, a lost network) gives new streams rule 7's refusal and
+// publishes a 503 within it. answerGrace is how much longer a publish's
+// answer is waited for after the script's own deadline.
+const (
+	brokerTimeout = 2 * time.Second
+	answerGrace   = time.Second
+)
+
 const (
 	keyPrefix   = "sselab:"
 	presenceTTL = 30 * time.Second
@@ -142,6 +151,10 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 		return nil, fmt.Errorf("-redis %q: %w", url, err)
 	}
 	opt.ContextTimeoutEnabled = true // a cancelled context ends a blocking XREAD
+	// No command is sent twice: a retried pipeline re-ran publishes that
+	// Redis had run already, under new ids. A failure is answered (rule
+	// 7, a 503) and the client tries again itself.
+	opt.MaxRetries = -1
 	// go-redis has one logger for the process; send it to the first
 	// broker's, at debug level: the broker itself reports what matters (a
 	// publish that fails, a channel loop that retries).
@@ -197,10 +210,13 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 func unavailable(err error) error { return fmt.Errorf("%w: %v", hub.ErrUnavailable, err) }
 
 // publishScript adds one event to each of n streams and publishes it:
-// KEYS are stream and floor key pairs, ARGV the expiry in ms, n, each
-// stream's history bound, each stream's Pub/Sub channel, then the event's
-// fields. It returns each stream's new id and the id of the entry before
-// it (” for none).
+// KEYS are stream and floor key pairs, ARGV the expiry in ms, n, the
+// publish's deadline (Unix ms), each stream's history bound, each stream's
+// Pub/Sub channel, then the event's fields. It returns each stream's new
+// id and the id of the entry before it (” for none). Past its deadline,
+// by Redis's clock, it publishes nothing and fails with EXPIRED: the
+// caller has answered 503 by then, and a refused post must never appear
+// later (a Redis that was stopped runs what waited when it resumes).
 //
 // A stream's floor key holds the id below which events may have been lost
 // to it: its birth (the first event since it was last made, or when a
@@ -220,15 +236,19 @@ local function less(a, b)
   return ams < bms or (ams == bms and aseq < bseq)
 end
 local ttl, n = ARGV[1], tonumber(ARGV[2])
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[3]) then
+  return redis.error_reply('EXPIRED the publish reached Redis after its deadline: nothing was published')
+end
 local fields, framed = {}, {}
-for i = 2*n + 3, #ARGV do
+for i = 2*n + 4, #ARGV do
   fields[#fields + 1] = ARGV[i]
   framed[#framed + 1] = #ARGV[i] .. ':' .. ARGV[i]
 end
 framed = table.concat(framed)
 local ids = {}
 for i = 1, n do
-  local stream, floor, bound = KEYS[2*i-1], KEYS[2*i], tonumber(ARGV[2+i])
+  local stream, floor, bound = KEYS[2*i-1], KEYS[2*i], tonumber(ARGV[3+i])
   local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   local fresh = #top == 0 and redis.call('EXISTS', stream) == 0
   local prev = top[1] and top[1][1] or ''
@@ -244,7 +264,7 @@ for i = 1, n do
   end
   redis.call('PEXPIRE', stream, ttl)
   redis.call('PEXPIRE', floor, ttl)
-  redis.call('PUBLISH', ARGV[2+n+i], id .. '\n' .. framed)
+  redis.call('PUBLISH', ARGV[3+n+i], id .. '\n' .. framed)
   ids[2*i-1], ids[2*i] = id, prev
 end
 return ids
@@ -282,12 +302,18 @@ func (b *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 	for _, f := range fields {
 		size += len(f.(string))
 	}
+	// The script refuses to run past deadline; the answer is waited for a
+	// little longer, so that a publish Redis ran in time is not answered
+	// 503 (instances and Redis on one clock, or within answerGrace).
+	deadline := time.Now().Add(brokerTimeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(answerGrace))
+	defer cancel()
 	if err := b.roomFor(ctx, size*len(channels)); err != nil {
 		return err
 	}
 	keys := make([]string, 0, 2*len(channels))
-	args := make([]any, 0, 2+2*len(channels)+len(fields))
-	args = append(args, b.opts.IdleTTL.Milliseconds(), len(channels))
+	args := make([]any, 0, 3+2*len(channels)+len(fields))
+	args = append(args, b.opts.IdleTTL.Milliseconds(), len(channels), deadline.UnixMilli())
 	for _, name := range channels {
 		keys = append(keys, streamKey(name), floorKey(name))
 		args = append(args, b.maxLen(name))
@@ -318,7 +344,8 @@ func (b *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 
 // runPublish hands the script call to the batch writers and waits for its
 // result. A caller that gives up (its context ends) leaves the call to
-// finish without it: the event is published, and Pub/Sub brings it.
+// finish without it: if Redis runs it in time, the event is published and
+// Pub/Sub brings it; past its deadline the script refuses it.
 func (b *Broker) runPublish(ctx context.Context, keys []string, args []any) ([]string, error) {
 	p := &publishing{keys: keys, args: args, done: make(chan struct{})}
 	select {
@@ -364,9 +391,9 @@ func (b *Broker) batchWriter() {
 				break more
 			}
 		}
-		// Bounded like a request: a Redis that stops answering fails the
+		// Bounded like a publish: a Redis that stops answering fails the
 		// batch instead of holding its writer.
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(b.ctx, brokerTimeout+answerGrace)
 		cmds = cmds[:0]
 		b.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 			for _, p := range batch {
@@ -507,7 +534,11 @@ func (b *Broker) Subscribe(ctx context.Context, req hub.Request) (*hub.Subscript
 		return nil, err
 	}
 	rec, gone := b.present(s.ID(), req)
-	p, err := b.replay(ctx, req, s.Props(), rec)
+	// A Redis that does not answer in time is unavailable: the stream is
+	// refused at once (rule 7), not left without headers for the freeze.
+	rctx, cancel := context.WithTimeout(ctx, brokerTimeout)
+	p, err := b.replay(rctx, req, s.Props(), rec)
+	cancel()
 	if err != nil {
 		s.Close()
 		gone()

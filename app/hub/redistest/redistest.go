@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -131,5 +132,22 @@ func (s *Server) Restart() {
 	s.Stop()
 	if err := s.start(); err != nil {
 		s.t.Fatalf("restarting redis-server: %v", err)
+	}
+}
+
+// Pause stops the server process (SIGSTOP) without closing anything: its
+// connections stay open and nothing answers, as a Redis that hangs.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if s.cmd == nil || s.cmd.Process == nil {
+		s.t.Fatal("redis-server is not running")
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signalling redis-server: %v", err)
 	}
 }
