@@ -112,51 +112,40 @@ func TestBrowserManyTabs(t *testing.T) {
 }
 
 // The seeds' own client code, run in the page as they wrote it (paths
-// aside), hears its events from the matching sselab routes.
-func TestBrowserSeedsCode(t *testing.T) {
-	s := startServer(t)
-	do(t, "POST", s.URL+"/time/timeSwitch", "")
-	ctx := browser(t)
-	run := func(js string) {
-		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js+"; true")); err != nil {
-			t.Fatal(err)
+// aside), in each engine and protocol, hears its events from the matching
+// sselab routes. The page itself switches the feed on and posts.
+func TestEnginesSeedsCode(t *testing.T) {
+	inEachEngineAndProtocol(t, nil, func(t *testing.T, b *tab, s *server) {
+		run := func(js string) {
+			t.Helper()
+			b.Eval(`(() => { `+js+`; return true; })()`, new(bool))
 		}
-	}
-	// CherryPy: a listener for 'time' on the relative sendTime.
-	navigate(t, ctx, s.URL+"/time/")
-	run(`window.seen = [];
-		var source = new EventSource('sendTime');
-		source.addEventListener('time', function(event) { seen.push(event.data); }, false)`)
-	eventually(t, 5*time.Second, "the CherryPy code hears time events", func() bool {
-		return evalBool(t, ctx, `seen.length >= 2 && /^\d+\.\d+$/.test(seen[0])`)
-	})
-	run(`source.close()`)
+		// CherryPy: a listener for 'time' on the relative sendTime.
+		b.Go(s.URL + "/time/")
+		b.Eval(`fetch("timeSwitch", {method: "POST"}).then(r => r.status)`, new(float64))
+		run(`window.seen = [];
+			window.source = new EventSource('sendTime');
+			source.addEventListener('time', function(event) { seen.push(event.data); }, false)`)
+		b.Until(10*time.Second, "the CherryPy code hears time events", `seen.length >= 2 && /^\d+\.\d+$/.test(seen[0])`)
+		run(`source.close()`)
 
-	navigate(t, ctx, s.URL+"/healthz")
-	// Pylons: a 'message' listener on event_sender.
-	run(`window.pylons = [];
-		var source2 = new EventSource('/eventsource/event_sender?interval=50ms');
-		source2.addEventListener('message', function(e) { window.pylons.push(e.data); }, false)`)
-	// The Publisher library and the Flask chat: onmessage.
-	run(`window.visits = []; window.chat = [];
-		var eventSource = new EventSource('/visits/subscribe');
-		eventSource.onmessage = function(e) { visits.push(e.data); };
-		var chatSource = new EventSource('/chat/stream');
-		chatSource.onmessage = function(e) { chat.push(e.data); }`)
-	eventually(t, 5*time.Second, "both streams open", func() bool {
-		return evalBool(t, ctx, `eventSource.readyState === 1 && chatSource.readyState === 1`)
-	})
-	do(t, "GET", s.URL+"/visits/", "")
-	postMessage(t, s.URL, "hello from the seed")
-	eventually(t, 5*time.Second, "the Pylons code hears ten messages", func() bool {
-		return evalBool(t, ctx, `window.pylons.length >= 10 && window.pylons[9].startsWith("9 ")`)
-	})
-	eventually(t, 5*time.Second, "the Publisher code hears the visit", func() bool {
-		return evalBool(t, ctx, `visits.some(v => v.startsWith("New visit from 127.0.0.1"))`)
-	})
-	eventually(t, 5*time.Second, "the Flask code hears the message", func() bool {
-		return evalBool(t, ctx, `chat.some(m => m.endsWith("anonymous: hello from the seed"))`)
+		b.Go(s.URL + "/healthz")
+		// Pylons: a 'message' listener on event_sender.
+		run(`window.pylons = [];
+			window.source2 = new EventSource('/eventsource/event_sender?interval=50ms');
+			source2.addEventListener('message', function(e) { window.pylons.push(e.data); }, false)`)
+		// The Publisher library and the Flask chat: onmessage.
+		run(`window.visits = []; window.chat = [];
+			window.eventSource = new EventSource('/visits/subscribe');
+			eventSource.onmessage = function(e) { visits.push(e.data); };
+			window.chatSource = new EventSource('/chat/stream');
+			chatSource.onmessage = function(e) { chat.push(e.data); }`)
+		b.Until(10*time.Second, "both streams open", `eventSource.readyState === 1 && chatSource.readyState === 1`)
+		b.Eval(`fetch("/visits/").then(r => r.status)`, new(float64))
+		b.Eval(`fetch("/chat/post", {method: "POST", body: new URLSearchParams({message: "hello from the seed"})}).then(r => r.status)`, new(float64))
+		b.Until(10*time.Second, "the Pylons code hears ten messages", `window.pylons.length >= 10 && window.pylons[9].startsWith("9 ")`)
+		b.Until(10*time.Second, "the Publisher code hears the visit", `visits.some(v => v.startsWith("New visit from 127.0.0.1"))`)
+		b.Until(10*time.Second, "the Flask code hears the message", `chat.some(m => m.endsWith("anonymous: hello from the seed"))`)
 	})
 }
 

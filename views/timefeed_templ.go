@@ -91,7 +91,7 @@ func TimeFeedPage(vm TimeFeedVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "): the connection count climbs, and EventSource has become polling. Long-lived mode keeps one response open instead.</p><p>Three answers stop the reconnects <b>permanently</b>: a content type other than <code>text/event-stream</code> (try the switch: <code>readyState</code> goes to CLOSED), any status other than 200, and <code>204 No Content</code>, the polite way for a server to say \"done\". From the page's side, <code>close()</code> stops it: readyState CLOSED, no more requests.</p></section></div>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "): the connection count climbs, and EventSource has become polling. Long-lived mode keeps one response open instead.</p><p>Three answers stop the reconnects <b>permanently</b>: a content type other than <code>text/event-stream</code> (try the switch: <code>readyState</code> goes to CLOSED), any status other than 200, and <code>204 No Content</code>, the polite way for a server to say \"done\". From the page's side, <code>close()</code> stops it: readyState CLOSED, no more requests.</p><p>Where engines differ (<a href=\"/engines/\">Engines</a> measures yours): with no <code>retry:</code>, Chromium and Safari wait 3 s before the reconnect, Firefox 5 s; Firefox raises any <code>retry:</code> under 500 ms to 500 ms, so polling faster than that is not possible there.</p></section></div>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
