@@ -46,6 +46,7 @@ func curlLines(t *testing.T, base string) map[string][]string {
 // server; its stream lines run first, side by side, then the rest in order.
 func TestCurlLinesAsWritten(t *testing.T) {
 	requireTool(t, "SSELAB_CURL", "curl")
+	t.Parallel()
 	for _, source := range []string{"README", "home page"} {
 		t.Run(source, func(t *testing.T) {
 			s := startServer(t, "-keepalive", "500ms")

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +28,15 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	// Most of these tests wait (on browsers, timers, other processes)
+	// rather than compute: four at a time, not GOMAXPROCS (two here), keeps
+	// go test ./... well within its 10 minutes. -parallel still overrides.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", "4")
+	}
 	dir, err := os.MkdirTemp("", "sselab-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
