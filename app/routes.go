@@ -117,7 +117,7 @@ func Demos() []Demo {
 				fr := handlers.NewFragments(d.Broker, d.Config.Keepalive)
 				return []Route{
 					{Methods: get, Path: "/chat/", Handler: chat.Page, Doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", Curl: "curl {base}/chat/"},
-					{Methods: post, Path: "/chat/login", Handler: chat.Login, Doc: "Form user (1..32 printable characters): sets the session cookie, 303 to /chat/.",
+					{Methods: post, Path: "/chat/login", Handler: chat.Login, Doc: "Form user (1..32 printable characters, normalised by PRECIS Nickname; invisible ones refused): sets the session cookie, 303 to /chat/.",
 						Curl: "curl -i -d user=ann {base}/chat/login"},
 					{Methods: post, Path: "/chat/post", Handler: chat.Post, Doc: "Form message: publishes [HH:MM:SS] user: message to channel chat; 204.",
 						Curl: "curl -d message=hello {base}/chat/post"},

@@ -6,7 +6,10 @@
   const list = $("[data-testid=messages]");
   watch("stream", ["message"], (ev) => {
     const li = document.createElement("li");
-    li.textContent = ev.data; // a message like <img onerror=...> stays text
+    // Text only: a message like <img onerror=...> stays text. Its later
+    // lines are marked, so that no line can pose as another message
+    // ("hi\n[12:00:00] bob: ..." is one message of ann's, on two lines).
+    li.textContent = ev.data.split("\n").join("\n↳ ");
     list.append(li);
     list.scrollTop = list.scrollHeight;
   });

@@ -5,11 +5,11 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/gorilla/securecookie"
 	"github.com/labstack/echo/v4"
+	"golang.org/x/text/secure/precis"
 
 	"sselab/app/hub"
 	"sselab/app/sse"
@@ -57,7 +57,10 @@ func (h *Chat) user(c echo.Context) string {
 		return ""
 	}
 	var name string
-	if err := h.cookies.Decode(sessionCookie, ck.Value, &name); err != nil || validUser(name) != nil {
+	if err := h.cookies.Decode(sessionCookie, ck.Value, &name); err != nil {
+		return "" // tampered, expired or foreign: never trusted
+	}
+	if n, err := normalUser(name); err != nil || n != name {
 		return "" // tampered, expired or foreign: never trusted
 	}
 	return name
@@ -74,8 +77,7 @@ func (h *Chat) Login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	name = strings.TrimSpace(name)
-	if err := validUser(name); err != nil {
+	if name, err = normalUser(name); err != nil {
 		return badRequest("%v", err)
 	}
 	value, err := h.cookies.Encode(sessionCookie, name)
@@ -86,17 +88,29 @@ func (h *Chat) Login(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, "/chat/")
 }
 
-func validUser(name string) error {
-	n := utf8.RuneCountInString(name)
-	if !utf8.ValidString(name) || n < 1 || n > MaxUserChars {
-		return fmt.Errorf("user must be 1 to %d printable characters; got %d", MaxUserChars, n)
+// normalUser is a name as the chat shows it: the PRECIS Nickname profile
+// (RFC 8266, golang.org/x/text/secure/precis) maps its width and
+// compatibility forms to one (NFKC: a fullwidth ａｎｎ is ann), trims and
+// collapses spaces, and refuses what cannot be shown as a name: controls,
+// invisible fillers and other default-ignorable code points. Then 1 to
+// MaxUserChars characters. Names are not owned on the chat (anyone may
+// pick any name, as in the seed): a look-alike in another script is a
+// matter for a demo where names are owned.
+func normalUser(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		return "", fmt.Errorf("user must be UTF-8 text")
 	}
-	for _, r := range name {
-		if !unicode.IsPrint(r) {
-			return fmt.Errorf("user must be printable characters only; got %q", r)
-		}
+	if strings.TrimSpace(raw) == "" {
+		return "", fmt.Errorf("user must be 1 to %d printable characters; got 0", MaxUserChars)
 	}
-	return nil
+	name, err := precis.Nickname.String(raw)
+	if err != nil {
+		return "", fmt.Errorf("user %s is not a name that can be shown: printable letters, digits, symbols and spaces only (%v)", quote(raw), err)
+	}
+	if n := utf8.RuneCountInString(name); n < 1 || n > MaxUserChars {
+		return "", fmt.Errorf("user must be 1 to %d printable characters; got %d", MaxUserChars, n)
+	}
+	return name, nil
 }
 
 // Post publishes a message. A multi-line message is one event: the encoder

@@ -155,3 +155,26 @@ func TestChatSessionCookieOverTLS(t *testing.T) {
 	page := ts.do(http.MethodGet, "https://example.com/chat/", "", "Cookie", ck[0].Name+"="+ck[0].Value)
 	wantContains(t, page.Body.String(), "ann")
 }
+
+// Names go through PRECIS's Nickname profile: width and compatibility
+// forms become one name, spaces are trimmed and collapsed, and what cannot
+// be shown (invisible fillers, zero-width characters) is refused, so that
+// a name that looks like ann is ann.
+func TestChatNamesNormalised(t *testing.T) {
+	ts := newServer(t)
+	for raw, want := range map[string]string{
+		"ａｎｎ":           "ann", // fullwidth
+		"  ann   lee  ": "ann lee",
+		"ﬁona":          "fiona", // a ligature
+	} {
+		w := ts.do(http.MethodPost, "/chat/login", form("user", raw), "Content-Type", formType)
+		wantStatus(t, w.Code, http.StatusSeeOther, w.Body.String())
+		page := ts.do(http.MethodGet, "/chat/", "", "Cookie", strings.SplitN(w.Header().Get("Set-Cookie"), ";", 2)[0])
+		wantContains(t, page.Body.String(), `<b data-testid="user">`+want+`</b>`)
+	}
+	for _, raw := range []string{"al\u200bice", "\u3164", "ann\u2066", "bob\u00ad"} {
+		w := ts.do(http.MethodPost, "/chat/login", form("user", raw), "Content-Type", formType)
+		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
+		wantContains(t, w.Body.String(), "is not a name that can be shown")
+	}
+}

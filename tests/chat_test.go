@@ -32,8 +32,9 @@ func TestEnginesChat(t *testing.T) {
 		b.Eval(`(() => { const f = document.querySelector("[data-testid=say]");
 			f.elements.message.value = `+jsString(hostile)+`; f.requestSubmit(); return true; })()`, new(bool))
 		// The encoder splits on every line ending, and EventSource joins the
-		// data lines with LF: the message comes back as its own lines.
-		want := "ann: <img src=x onerror=alert(1)>\nevent: forged\nid: 999\ndata: x</script>"
+		// data lines with LF: the message comes back as its own lines, the
+		// later ones marked so that none poses as another message.
+		want := "ann: <img src=x onerror=alert(1)>\n↳ event: forged\n↳ id: 999\n↳ data: x</script>"
 		b.Until(10*time.Second, "the markup shown as text", list("messages")+`.some(t => t.endsWith(`+jsString(want)+`))`)
 		if b.Bool(`document.querySelector("[data-testid=messages] img, [data-testid=messages] script") !== null`) {
 			t.Errorf("%s: a message became an element", b.engine)

@@ -85,7 +85,7 @@ func ChatPage(vm ChatVM) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\"></textarea> <button type=\"submit\">Send</button></form><p class=\"error\" data-testid=\"post-error\" role=\"alert\"></p><p class=\"hint\">Messages go out with <code>fetch()</code>; without JavaScript the form posts and comes back here. On page load the stream replays the latest messages; a reconnect replays what was missed by <code>Last-Event-ID</code>. With <code>-redis</code>, every sselab instance shares the channel.</p></section>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, "\"></textarea> <button type=\"submit\">Send</button></form><p class=\"error\" data-testid=\"post-error\" role=\"alert\"></p><p class=\"hint\">Messages go out with <code>fetch()</code>; without JavaScript the form posts and comes back here. A message's later lines are marked ↳, so that no line of one can pose as another person's message. Names are not owned here, as in the seed: anyone may pick any name. On page load the stream replays the latest messages; a reconnect replays what was missed by <code>Last-Event-ID</code>. With <code>-redis</code>, every sselab instance shares the channel. Leave and come back: Firefox loads the page again, Chromium and Safari restore it from their back/forward cache; the page closed its stream when hidden and reopens it with the last id it saw (<code>?lastEventId=</code>, since a new EventSource cannot send the header), so nothing shows twice.</p></section>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
