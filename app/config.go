@@ -27,6 +27,7 @@ type Config struct {
 	RedisMemory  int64         // with -redis: publishes refused while Redis uses more
 	Queue        int           // events a subscriber may fall behind before it is dropped
 	MaxStreams   int           // open streams; past it new ones are refused as rule 7 says
+	MaxConns     int           // open connections, of every protocol; the longest waiting goes first (see conns)
 	RedisURL     string        // channels through Redis when set
 	SessionKey   string        // signs chat session cookies; empty: random, or shared through Redis
 	JSON         bool          // token data must be JSON
@@ -48,6 +49,7 @@ func DefaultConfig() Config {
 		History:    hub.DefaultHistory,
 		Queue:      hub.DefaultQueue,
 		MaxStreams: 10000,
+		MaxConns:   12000,
 
 		HistoryBytes: hub.DefaultHistoryBytes,
 		ChannelBytes: hub.DefaultChannelBytes,
@@ -90,6 +92,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Var((*size)(&cfg.RedisMemory), "redis-max-memory", "with -redis: refuse publishes while Redis uses more than this `size`")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "events a subscriber may fall behind before it is disconnected")
 	fs.IntVar(&cfg.MaxStreams, "max-streams", cfg.MaxStreams, "open streams before new ones are refused (rule 7: 200, a comment, retry:, the end)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections of every protocol, a tenth of them idle at most; past it the longest idle or slowest to ask goes first (lowered to fit the descriptor limit)")
 	fs.StringVar(&cfg.RedisURL, "redis", cfg.RedisURL, "Redis URL, e.g. redis://localhost:6379/0 (env REDIS_URL); empty: in memory")
 	fs.StringVar(&cfg.SessionKey, "session-key", cfg.SessionKey, "secret that signs chat session cookies (env SSELAB_SESSION_KEY); empty: random per process, or shared through Redis with -redis")
 	fs.BoolVar(&cfg.JSON, "json", false, "token event data must be valid JSON")
@@ -134,6 +137,8 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return Config{}, errors.New("-queue must be at least 1")
 	case cfg.MaxStreams < 1:
 		return Config{}, errors.New("-max-streams must be at least 1")
+	case cfg.MaxConns < 1:
+		return Config{}, errors.New("-max-conns must be at least 1")
 	case cfg.MaxChannels < 1:
 		return Config{}, errors.New("-max-channels must be at least 1")
 	}

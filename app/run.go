@@ -18,6 +18,7 @@ import (
 	"net/http/pprof"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"sselab/app/hub"
@@ -162,8 +163,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	maxConns := cfg.MaxConns
+	var nofile syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) == nil && nofile.Cur < uint64(maxConns)+256 {
+		maxConns = max(1, int(nofile.Cur)-256) // descriptors for Redis, files, the listener
+		logger.Warn("-max-conns lowered to fit the descriptor limit", "max-conns", maxConns, "RLIMIT_NOFILE", nofile.Cur)
+	}
+	limit := newConns(maxConns, nil)
 	srv := &http.Server{
-		Handler: site,
+		Handler:   site,
+		ConnState: limit.state,
 		// No WriteTimeout: it would cut every stream off after that time.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

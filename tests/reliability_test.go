@@ -626,3 +626,59 @@ func TestHeaderBudget(t *testing.T) {
 		})
 	}
 }
+
+// Connections of every kind are bounded, the longest waiting first: with
+// -max-conns 40, of 30 idle keep-alive connections 4 (a tenth) stay open,
+// and 60 connections that never send a request cannot keep /healthz from
+// answering a new one. Before the bound, 20,000 idle connections reached
+// the descriptor limit and /healthz failed for 20 s.
+func TestConnectionBound(t *testing.T) {
+	s := startServer(t, "-max-conns", "40", "-max-streams", "30")
+	addr := strings.TrimPrefix(s.URL, "http://")
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	var idle []net.Conn
+	for range 30 {
+		c := dial()
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		idle = append(idle, c)
+	}
+	eventually(t, 5*time.Second, "a tenth of the bound left idle", func() bool {
+		open := 0
+		for _, c := range idle {
+			if !closedByServer(c) {
+				open++
+			}
+		}
+		return open == 4
+	})
+	for range 60 {
+		dial() // connects, never asks
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := client.Get(s.URL + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz with 60 silent connections at a bound of 40: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %s", resp.Status)
+	}
+}
