@@ -682,3 +682,77 @@ func TestConnectionBound(t *testing.T) {
 		t.Errorf("/healthz: %s", resp.Status)
 	}
 }
+
+// A replay is not held by the streams that receive it. 140 token pings of
+// 60 kB, then 70 streams from Last-Event-ID 0 that never read: a peak RSS
+// of 522 MiB before the replay went out in pieces, 61 MiB after. Then 60
+// chat posts of 2,047 line breaks and 600 viewers who read their replay:
+// 1,115 MiB while each handler kept its largest buffer, 95 MiB after.
+// (This test run on commit 790c508 and on the fix, 2026-12-04; the bounds
+// asserted are well above the after and far below the before.)
+func TestReplayNotHeldByStreams(t *testing.T) {
+	base, cmd := startBinary(t, "-i")
+	addr := strings.TrimPrefix(base, "http://")
+	ping := strings.Repeat("x", 60_000)
+	for range 140 {
+		if code, _, body := do(t, http.MethodPost, base+"/tokens/t/ping", ping, "Content-Type", "text/plain"); code != http.StatusOK {
+			t.Fatalf("ping: %d %s", code, body)
+		}
+	}
+	stalled := func(path, header string) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n", path, header)
+		return c
+	}
+	for range 70 {
+		stalled("/tokens/t/poll", "Last-Event-ID: 0\r\n")
+	}
+	// What the 70 handlers hold once their writes block: the open-streams
+	// gauge says they are all there, then the peak while they stay.
+	eventually(t, 10*time.Second, "70 stalled streams open", func() bool {
+		return metric(t, base, `sselab_open_streams{route="/tokens/:token/poll"}`) == 70
+	})
+	const bound = 200 << 20
+	peak := int64(0)
+	for range 20 { // two seconds of readings, 100 ms apart
+		peak = max(peak, vmRSS(t, cmd.Process.Pid))
+		time.Sleep(100 * time.Millisecond) // sampling interval of a measurement, not a wait for a condition
+	}
+	t.Logf("70 stalled streams from id 0 over 8 MB of pings: peak RSS %d MiB", peak>>20)
+	if peak > bound {
+		t.Errorf("70 stalled streams from id 0: peak RSS %d MiB, want under %d MiB: the streams hold their replay", peak>>20, bound>>20)
+	}
+
+	msg := url.Values{"message": {strings.Repeat("a\n", 2047) + "a"}}.Encode()
+	for range 60 {
+		if code, _, body := do(t, http.MethodPost, base+"/chat/post", msg, "Content-Type", formType); code != http.StatusNoContent {
+			t.Fatalf("chat post: %d %s", code, body)
+		}
+	}
+	var wg sync.WaitGroup
+	for range 600 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, p := openStream(t, base+"/chat/stream")
+			_ = resp
+			for range 50 { // the replay of the latest 50, read in full
+				if _, err := p.Next(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rss := vmRSS(t, cmd.Process.Pid)
+	t.Logf("600 viewers past a 800 kB replay each: RSS %d MiB", rss>>20)
+	if rss > bound+70<<20 {
+		t.Errorf("600 viewers past their replay: RSS %d MiB, want under %d MiB: the handlers keep their largest buffer", rss>>20, (bound+70<<20)>>20)
+	}
+}
