@@ -739,8 +739,14 @@ func TestReplayNotHeldByStreams(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, p := openStream(t, base+"/chat/stream")
-			_ = resp
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/chat/stream", nil)
+			resp, err := plainClient.Do(req)
+			if err != nil {
+				t.Error(err) // not Fatal: this is not the test's goroutine
+				return
+			}
+			t.Cleanup(func() { resp.Body.Close() })
+			p := sse.NewParser(resp.Body)
 			for range 50 { // the replay of the latest 50, read in full
 				if _, err := p.Next(); err != nil {
 					t.Error(err)
