@@ -10,6 +10,8 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -190,6 +192,47 @@ func Run(ctx context.Context, o Options) (Report, error) {
 }
 
 // arrival is something read off the stream, and when.
+// What one stream's reading may keep, whatever the endpoint sends: a fast
+// endless stream or a gzip bomb once took sselab doctor (and the doctor
+// page's server) to 3 GB in 14 s. The checks need the first events and
+// their timing, not every byte.
+const (
+	maxBodyBytes = 64 << 20 // decoded body bytes read per stream; past it doctor stops reading
+	maxArrivals  = 10_000   // events, comments and reads kept per stream
+	maxKeptData  = 256      // data bytes kept per event; longer data is kept as its SHA-256
+)
+
+// errBodyLimit ends the reading of a stream past maxBodyBytes.
+var errBodyLimit = fmt.Errorf("doctor stopped reading after %d MiB of body", maxBodyBytes>>20)
+
+// capped reads at most left bytes, then fails with errBodyLimit.
+type capped struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errBodyLimit
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+// kept is an event as a stream keeps it: long data by its digest, which
+// is all the replay check compares.
+func kept(ev sse.Event) sse.Event {
+	if len(ev.Data) > maxKeptData {
+		sum := sha256.Sum256([]byte(ev.Data))
+		ev.Data = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return ev
+}
+
 type arrival struct {
 	at  time.Duration // since the request was sent
 	ev  sse.Event
@@ -303,7 +346,9 @@ func (t *timedReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if n > 0 {
 		t.s.mu.Lock()
-		t.s.seen.reads = append(t.s.seen.reads, time.Since(t.s.sent))
+		if len(t.s.seen.reads) < maxArrivals {
+			t.s.seen.reads = append(t.s.seen.reads, time.Since(t.s.sent))
+		}
 		t.s.mu.Unlock()
 	}
 	return n, err
@@ -334,7 +379,7 @@ func (s *stream) read() {
 		s.finish(nil)
 		return
 	}
-	p := sse.NewParser(r)
+	p := sse.NewParser(&capped{r: r, left: maxBodyBytes})
 	p.OnComment = func(text string) {
 		s.mu.Lock()
 		at := time.Since(s.sent)
@@ -342,7 +387,7 @@ func (s *stream) read() {
 		// the stream saying it is open (rule 1), not a keepalive.
 		if len(s.seen.events) == 0 && len(s.seen.comments) == 0 && !s.seen.opening && at-s.headers < openingBurst {
 			s.seen.opening = true
-		} else {
+		} else if len(s.seen.comments) < maxArrivals {
 			s.seen.comments = append(s.seen.comments, at)
 		}
 		s.mu.Unlock()
@@ -356,7 +401,9 @@ func (s *stream) read() {
 			return
 		}
 		s.mu.Lock()
-		s.seen.events = append(s.seen.events, arrival{time.Since(s.sent), ev, p.HadID()})
+		if len(s.seen.events) < maxArrivals {
+			s.seen.events = append(s.seen.events, arrival{time.Since(s.sent), kept(ev), p.HadID()})
+		}
 		s.seen.retry, s.seen.hasRetry = p.Retry()
 		s.mu.Unlock()
 		about := ev.Type

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -404,5 +405,65 @@ func TestUnreachable(t *testing.T) {
 		if _, err := Run(t.Context(), Options{URL: bad}); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
+	}
+}
+
+// Whatever an endpoint sends, a run holds a bounded amount: a fast
+// stream of 80 MiB, and a gzip bomb of as much from a few kilobytes, are
+// read to 64 MiB and no further, and what the run keeps is far less than
+// what came. Before, a fast endless stream or a 10 MB gzip bomb took
+// sselab doctor to 3 GB in 14 s.
+func TestRunMemoryBounded(t *testing.T) {
+	const total = 80 << 20
+	event := "data: " + strings.Repeat("x", 1000) + "\n\n"
+	write := func(w io.Writer, flush func() error) {
+		for n := 0; n < total; n += len(event) {
+			if _, err := io.WriteString(w, event); err != nil {
+				return
+			}
+			if n%(1<<20) == 0 {
+				flush()
+			}
+		}
+		flush()
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/fast", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		write(w, http.NewResponseController(w).Flush)
+		<-r.Context().Done()
+	})
+	mux.HandleFunc("/bomb", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestCompression)
+		write(zw, func() error { zw.Flush(); return http.NewResponseController(w).Flush() })
+		zw.Close()
+		<-r.Context().Done()
+	})
+	for _, path := range []string{"/fast", "/bomb"} {
+		bubble(t, path, func(t *testing.T) {
+			base, client := serve(t, mux)
+			var stopped bool
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := Run(t.Context(), Options{URL: base + path, Timeout: 5 * time.Second, Client: client, Observe: func(o Observation) {
+				if o.What == "end" && strings.Contains(o.Detail, "stopped reading after 64 MiB") {
+					stopped = true
+					runtime.GC() // what the stream holds once it has read all it will
+					runtime.ReadMemStats(&after)
+				}
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !stopped {
+				t.Errorf("%s: no end observation saying doctor stopped reading at 64 MiB", path)
+			}
+			if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 16<<20 {
+				t.Errorf("%s: the run held %d MiB once it had read all it would", path, grew>>20)
+			}
+		})
 	}
 }
