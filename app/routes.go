@@ -183,7 +183,7 @@ func Demos() []Demo {
 				return []Route{
 					{Methods: get, Path: "/doctor/", Handler: doc.Page, Doc: "Doctor page: run sselab doctor on one of the site's routes.", Curl: "curl {base}/doctor/"},
 					{Methods: get, Path: "/doctor/run", Handler: doc.Run, Stream: true, Changes: true,
-						Doc:  "?target=generator|buffered|tokens: a started event, a seen event per thing doctor sees as it happens, a check event (JSON) per check, a done event, then the end; at most 2 runs at once.",
+						Doc:  "?target=generator|buffered|tokens: a started event, a seen event per thing doctor sees as it happens, a check event (JSON) per check, a done event, then the end; at most 2 runs at once, one per client address.",
 						Curl: "curl -N '{base}/doctor/run?target=buffered'"},
 				}
 			},

@@ -68,6 +68,9 @@ type Doctor struct {
 	cert    []byte
 	targets []views.DoctorTarget
 	slots   chan struct{}
+
+	mu      sync.Mutex
+	running map[string]bool // client addresses with a run under way: one each
 }
 
 // NewDoctor returns the doctor page's handlers. cert is the DER of the
@@ -75,7 +78,7 @@ type Doctor struct {
 // the only routes it checks; in a target's paths {token} becomes a token
 // of the run's own, so that its pings reach nobody else.
 func NewDoctor(keepalive time.Duration, cert []byte, targets []views.DoctorTarget) *Doctor {
-	return &Doctor{keepalive: keepalive, cert: cert, targets: targets, slots: make(chan struct{}, DoctorRuns)}
+	return &Doctor{keepalive: keepalive, cert: cert, targets: targets, slots: make(chan struct{}, DoctorRuns), running: map[string]bool{}}
 }
 
 func (h *Doctor) target(name string) (views.DoctorTarget, bool) {
@@ -108,6 +111,22 @@ func (h *Doctor) Run(c echo.Context) error {
 		}
 		return badRequest("target must be one of %s; got %s", strings.Join(names, ", "), quote(name))
 	}
+	// One run per client address at a time, so that one visitor with two
+	// loops cannot hold every slot (the others once got none in a minute).
+	who := c.RealIP()
+	h.mu.Lock()
+	mine := h.running[who]
+	h.running[who] = true
+	h.mu.Unlock()
+	if mine {
+		return sse.Refuse(c.Response(), "a doctor run of yours (from "+who+") is under way: one at a time; try again when it is done",
+			sse.Spread(2*time.Second, 10*time.Second))
+	}
+	defer func() {
+		h.mu.Lock()
+		delete(h.running, who)
+		h.mu.Unlock()
+	}()
 	select {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()

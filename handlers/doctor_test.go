@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,9 +125,16 @@ func TestDoctorRun(t *testing.T) {
 	}
 }
 
+// from is a client of srv whose connections come from 127.0.0.n: another
+// visitor, as the server sees it.
+func from(srv *httptest.Server, n int) *http.Client {
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))}
+	return &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext}}
+}
+
 // Only the doctor's own targets can be checked (the page cannot make the
-// server connect anywhere else), and no more than DoctorRuns at once: a
-// run past them is refused the rule 7 way.
+// server connect anywhere else), one run per visitor at a time, and no
+// more than DoctorRuns at once: a run past them is refused the rule 7 way.
 func TestDoctorRunRefusals(t *testing.T) {
 	srv := doctorServer(t)
 	for _, q := range []string{"", "?target=http://example.com/", "?target=generator"} {
@@ -144,9 +152,9 @@ func TestDoctorRunRefusals(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var held []*http.Response
-	for range handlers.DoctorRuns {
+	for i := range handlers.DoctorRuns {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/doctor/run?target=quiet", nil)
-		resp, err := srv.Client().Do(req)
+		resp, err := from(srv, i+1).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,8 +163,18 @@ func TestDoctorRunRefusals(t *testing.T) {
 			t.Fatalf("run: %+v %v, want started", ev, err)
 		}
 		held = append(held, resp)
+		if i == 0 { // the same visitor again, while its run is under way
+			resp, err := from(srv, 1).Get(srv.URL + "/doctor/run?target=three")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readAll(t, resp)
+			wantStatus(t, resp.StatusCode, http.StatusOK, body)
+			wantContains(t, body, "a doctor run of yours (from 127.0.0.1) is under way: one at a time")
+			wantContains(t, body, "retry: ")
+		}
 	}
-	resp, err := srv.Client().Get(srv.URL + "/doctor/run?target=three")
+	resp, err := from(srv, handlers.DoctorRuns+1).Get(srv.URL + "/doctor/run?target=three")
 	if err != nil {
 		t.Fatal(err)
 	}

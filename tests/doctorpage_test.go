@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -186,8 +187,16 @@ func TestDoctorPageOverTLS(t *testing.T) {
 	}
 }
 
+// visitor is a client whose connections come from 127.0.0.n: another
+// visitor, as the server sees it.
+func visitor(n int) *http.Client {
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(n))}
+	return &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: local}).DialContext, DisableKeepAlives: true}}
+}
+
 // What no visitor can do with the page: name a target outside the list,
-// start a run cross-site, or have more than two runs under way. Runs
+// start a run cross-site, have two runs of their own under way, or make
+// more than two under way in all. Runs
 // whose clients leave end, with every stream they opened.
 func TestDoctorPageLimits(t *testing.T) {
 	s := startServer(t)
@@ -200,13 +209,14 @@ func TestDoctorPageLimits(t *testing.T) {
 		t.Errorf("a cross-site run: %d %q, want 403", code, body)
 	}
 
-	// Two runs under way (each has said started, so each holds its slot)...
+	// Two runs under way, of two visitors (each has said started, so each
+	// holds its slot)...
 	var cancels []context.CancelFunc
-	for range 2 {
+	for i := range 2 {
 		ctx, cancel := context.WithCancel(t.Context())
 		cancels = append(cancels, cancel)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/doctor/run?target=tokens", nil)
-		resp, err := plainClient.Do(req)
+		resp, err := visitor(i + 2).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +225,18 @@ func TestDoctorPageLimits(t *testing.T) {
 			t.Fatalf("first event %q, want started", ev.Type)
 		}
 	}
-	// ...and a third is refused as rule 7 says: it comes back later.
+	// ...a second run of one of them is refused: one at a time each...
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/doctor/run?target=generator", nil)
+	resp, err := visitor(2).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "a doctor run of yours (from 127.0.0.2) is under way") || !strings.Contains(string(b), "\nretry: ") {
+		t.Errorf("a second run of one visitor: %q, want a rule 7 refusal naming theirs", b)
+	}
+	// ...and a third visitor's is refused as rule 7 says: it comes back later.
 	code, h, body := do(t, http.MethodGet, s.URL+"/doctor/run?target=generator", "")
 	if code != http.StatusOK || h.Get("Retry-After") == "" || !strings.Contains(body, ": 2 doctor runs are under way") ||
 		!strings.Contains(body, "\nretry: ") || strings.Contains(body, "event: started") {
@@ -280,12 +301,14 @@ func TestDoctorPageManyVisitors(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ran, refused := 0, 0
-	for range 10 {
+	for i := range 10 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Ten visitors, each from an address of its own (one run per
+			// visitor at a time is the other bound).
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.URL+"/doctor/run?target=generator", nil)
-			resp, err := plainClient.Do(req)
+			resp, err := visitor(i + 1).Do(req)
 			if err != nil {
 				t.Error(err)
 				return
