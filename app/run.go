@@ -124,7 +124,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Debug {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(newRateLimited(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}), maxLogLines))
 	if getenv("GOMEMLIMIT") == "" {
 		// The garbage collector works harder as the heap nears this, so
 		// that garbage never takes the process past the 512 MiB the
