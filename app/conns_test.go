@@ -23,7 +23,7 @@ func newPipeConn(t *testing.T) *pipeConn {
 // The bound closes the connection that has waited longest without a
 // request in flight (idle, or not done sending its first request), never a
 // busy one; with every connection busy, the new one; and past a tenth of
-// the bound idle, the longest idle.
+// the bound waiting, the one that waited longest.
 func TestConnsBound(t *testing.T) {
 	cs := newConns(20, nil)
 	var all []*pipeConn
@@ -42,8 +42,8 @@ func TestConnsBound(t *testing.T) {
 	}
 	slow := open() // has not sent its request yet
 	idle := open(http.StateActive, http.StateIdle)
-	if n, i := cs.counts(); n != 20 || i != 1 {
-		t.Fatalf("open %d, idle %d; want 20 and 1", n, i)
+	if n, w := cs.counts(); n != 20 || w != 2 {
+		t.Fatalf("open %d, waiting %d; want 20 and 2", n, w)
 	}
 	fresh := open()
 	if !slow.closed || idle.closed || fresh.closed {
@@ -72,14 +72,31 @@ func TestConnsBound(t *testing.T) {
 	if !busy[0].closed || busy[1].closed || busy[2].closed {
 		t.Errorf("three idle with room for two: closed %v %v %v, want the first only", busy[0].closed, busy[1].closed, busy[2].closed)
 	}
-	if _, i := cs.counts(); i != 2 {
-		t.Errorf("idle %d, want 2", i)
+	if _, w := cs.counts(); w != 2 {
+		t.Errorf("waiting %d, want 2", w)
 	}
 	// Hijacked and closed connections are forgotten.
 	for _, c := range all {
 		cs.state(c, http.StateClosed)
 	}
-	if n, i := cs.counts(); n != 0 || i != 0 {
-		t.Errorf("after every connection closed: open %d, idle %d", n, i)
+	if n, w := cs.counts(); n != 0 || w != 0 {
+		t.Errorf("after every connection closed: open %d, waiting %d", n, w)
+	}
+}
+
+// Slow-loris: connections that never finish their first request (or TLS
+// handshake) are a tenth of the bound at most, the oldest going first.
+func TestConnsSlowLoris(t *testing.T) {
+	cs := newConns(100, nil)
+	var all []*pipeConn
+	for range 50 {
+		c := newPipeConn(t)
+		all = append(all, c)
+		cs.state(c, http.StateNew)
+	}
+	for i, c := range all {
+		if want := i < 40; c.closed != want {
+			t.Errorf("connection %d of 50 silent ones: closed %v, want %v (the newest 10 stay)", i, c.closed, want)
+		}
 	}
 }

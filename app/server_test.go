@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -14,6 +16,7 @@ import (
 
 	"sselab/app/metrics"
 	"sselab/app/sse"
+	"sselab/app/sse/ssetest"
 )
 
 // testSite is an Echo with the server's error handler, stream middleware
@@ -80,5 +83,62 @@ func TestErrorsLoggedOnceWithCause(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "\n"); n != 1 || strings.Contains(logs.String(), "after the response started") {
 		t.Errorf("logs: got %q, want one line", logs.String())
+	}
+}
+
+// Open streams are charged by what each costs over its protocol: with
+// room for three HTTP/2 streams and one HTTP/1.1 stream, a fourth HTTP/2
+// stream is refused as rule 7 says, the HTTP/1.1 one is not, and a stream
+// that ends gives its room back.
+func TestStreamBudgetByProtocol(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	streams := newStreams(100, metrics.New(), log)
+	h2 := streamCost(&http.Request{ProtoMajor: 2})
+	h1 := streamCost(&http.Request{ProtoMajor: 1})
+	streams.budget = 3*h2 + h1
+	release := make(chan struct{})
+	e := echo.New()
+	e.GET("/s", func(c echo.Context) error {
+		if _, err := sse.Open(c.Response()); err != nil {
+			return err
+		}
+		<-release
+		return nil
+	}, streams.middleware)
+	open := func(major int) (*ssetest.Recorder, chan struct{}) {
+		req := httptest.NewRequest(http.MethodGet, "/s", nil)
+		req.ProtoMajor, req.Proto = major, fmt.Sprintf("HTTP/%d.0", major)
+		w := ssetest.NewRecorder()
+		done := make(chan struct{})
+		go func() { defer close(done); e.ServeHTTP(w, req) }()
+		return w, done
+	}
+	opened := func(w *ssetest.Recorder) bool { return strings.HasPrefix(w.Flushed(), sse.Opening) }
+	var held []chan struct{}
+	for range 3 {
+		w, done := open(2)
+		for !opened(w) {
+			runtime.Gosched()
+		}
+		held = append(held, done)
+	}
+	w, done := open(2)
+	<-done // refused: the response ends at once
+	if !strings.Contains(w.All(), "the open streams use the memory the server gives them") || !strings.Contains(w.All(), "retry: ") {
+		t.Errorf("a fourth HTTP/2 stream: %q, want rule 7's refusal naming the memory", w.All())
+	}
+	w1, _ := open(1)
+	for !opened(w1) && !strings.Contains(w1.All(), "retry") {
+		runtime.Gosched()
+	}
+	if !opened(w1) {
+		t.Errorf("an HTTP/1.1 stream, which fits: %q", w1.All())
+	}
+	close(release)
+	for _, d := range held {
+		<-d
+	}
+	if c := streams.cost.Load(); c > h1 {
+		t.Errorf("after the streams ended, %d bytes still charged", c)
 	}
 }
