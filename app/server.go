@@ -196,19 +196,19 @@ func newStreams(max int, m *metrics.Metrics, log *slog.Logger) *Streams {
 const streamBudget = 320 << 20
 
 // streamCost is what one open stream costs the process, by protocol, as
-// measured (RSS over the idle process, divided by the streams; each
-// stream on a connection of its own, as a browser's tab is; 2026-12-04,
-// this 2-core machine): HTTP/1.1 26 kB, HTTP/1.1 over TLS 46 kB, HTTP/2
-// over TLS 71 kB (three goroutines with their stacks, the TLS and HTTP/2
-// connection state, the hub subscription). Rounded up.
+// measured: RSS over the idle process divided by 3,000 streams of one
+// token route, each on a connection of its own as a browser tab's is
+// (2026-12-04, this 2-core machine): HTTP/1.1 29 kB, HTTP/1.1 over TLS
+// 58 kB, HTTP/2 69-71 kB (three goroutines with their stacks, the TLS and
+// HTTP/2 connection state, the hub subscription). Rounded up.
 func streamCost(r *http.Request) int64 {
 	switch {
 	case r.ProtoMajor >= 2:
 		return 72 << 10
 	case r.TLS != nil:
-		return 48 << 10
+		return 60 << 10
 	}
-	return 28 << 10
+	return 32 << 10
 }
 
 // Cut makes every write to an open stream that has not finished by the
