@@ -35,6 +35,8 @@ var pages = []struct{ name, path string }{
 // serious or critical violation, at 1280 and at 390 px wide. With
 // SSELAB_SCREENSHOTS=DIR it saves a screenshot of each page at each width.
 func TestBrowserAccessibility(t *testing.T) {
+	skipShort(t)
+	t.Parallel() // a Chromium of its own, and mostly waiting
 	s := startServer(t)
 	ctx := browser(t)
 	shots := os.Getenv("SSELAB_SCREENSHOTS")

@@ -76,6 +76,8 @@ func TestBrowserClickThroughWithBackForward(t *testing.T) {
 // Over HTTP/1.1 six tabs of /visits/ are all open, and each hears the
 // others' visits; over -tls (HTTP/2) twelve are.
 func TestBrowserManyTabs(t *testing.T) {
+	skipShort(t)
+	t.Parallel() // a Chromium of its own, and mostly waiting
 	for _, tc := range []struct {
 		name string
 		tabs int
@@ -155,6 +157,8 @@ func TestEnginesSeedsCode(t *testing.T) {
 // generator's resume run ends with the 204 said in words; visits log
 // visits, not counts.
 func TestBrowserLessonsVisible(t *testing.T) {
+	skipShort(t)
+	t.Parallel() // a Chromium of its own, and mostly waiting
 	s := startServer(t)
 	ctx := browser(t)
 	navigate(t, ctx, s.URL+"/time/")
@@ -193,6 +197,8 @@ func TestBrowserLessonsVisible(t *testing.T) {
 // When a page's stream waits for a connection over HTTP/1.1, the page says
 // so: six other streams in the same browser hold every connection.
 func TestBrowserSaysWhenTheLimitBites(t *testing.T) {
+	skipShort(t)
+	t.Parallel() // a Chromium of its own, and mostly waiting
 	s := startServer(t)
 	ctx := browser(t)
 	navigate(t, ctx, s.URL+"/tokens/")
@@ -229,6 +235,8 @@ func TestBrowserSaysWhenTheLimitBites(t *testing.T) {
 // the stream is cut (the instance restarts) the messages posted meanwhile,
 // on another instance, appear once each, in order.
 func TestBrowserFragments(t *testing.T) {
+	skipShort(t)
+	t.Parallel() // a Chromium of its own, and mostly waiting
 	rs := redistest.Start(t)
 	a := startServer(t, "-redis", rs.URL)
 	ctx := browser(t)
