@@ -92,7 +92,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.Var((*size)(&cfg.RedisMemory), "redis-max-memory", "with -redis: refuse publishes while Redis uses more than this `size`")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "events a subscriber may fall behind before it is disconnected")
 	fs.IntVar(&cfg.MaxStreams, "max-streams", cfg.MaxStreams, "open streams before new ones are refused (rule 7: 200, a comment, retry:, the end)")
-	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections of every protocol, a tenth of them waiting (idle, or not done with their handshake or first request); past it the one that waited longest goes first (lowered to fit the descriptor limit)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections of every protocol, a quarter of them waiting (idle, or not done with their handshake or first request); past it the one that waited longest goes first (lowered to fit the descriptor limit)")
 	fs.StringVar(&cfg.RedisURL, "redis", cfg.RedisURL, "Redis URL, e.g. redis://localhost:6379/0 (env REDIS_URL); empty: in memory")
 	fs.StringVar(&cfg.SessionKey, "session-key", cfg.SessionKey, "secret that signs chat session cookies (env SSELAB_SESSION_KEY); empty: random per process, or shared through Redis with -redis")
 	fs.BoolVar(&cfg.JSON, "json", false, "token event data must be valid JSON")

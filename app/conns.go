@@ -9,7 +9,7 @@ import (
 
 // conns bounds the server's connections, of every protocol, as
 // http.Server.ConnState sees them: at most max open at once, of which at
-// most max/10 waiting: idle (a keep-alive connection between requests, an
+// most max/4 waiting: idle (a keep-alive connection between requests, an
 // HTTP/2 connection with no stream) or new (its TLS handshake or first
 // request not done: what a slow-loris client holds). Past either bound the
 // connection that has waited longest goes first. When every connection is
@@ -29,7 +29,7 @@ type conns struct {
 }
 
 func newConns(n int, onClose func()) *conns {
-	return &conns{max: n, maxWait: max(1, n/10), onClose: onClose, open: map[net.Conn]*list.Element{}}
+	return &conns{max: n, maxWait: max(1, n/4), onClose: onClose, open: map[net.Conn]*list.Element{}}
 }
 
 // state is the http.Server's ConnState hook.

@@ -22,7 +22,7 @@ func newPipeConn(t *testing.T) *pipeConn {
 
 // The bound closes the connection that has waited longest without a
 // request in flight (idle, or not done sending its first request), never a
-// busy one; with every connection busy, the new one; and past a tenth of
+// busy one; with every connection busy, the new one; and past a quarter of
 // the bound waiting, the one that waited longest.
 func TestConnsBound(t *testing.T) {
 	cs := newConns(20, nil)
@@ -65,15 +65,17 @@ func TestConnsBound(t *testing.T) {
 			t.Fatal("a busy connection was closed")
 		}
 	}
-	// Idle past a tenth of the bound: the longest idle goes.
-	for _, c := range busy[:3] {
+	// Waiting past a quarter of the bound: the longest waiting goes.
+	for _, c := range busy[:6] {
 		cs.state(c, http.StateIdle)
 	}
-	if !busy[0].closed || busy[1].closed || busy[2].closed {
-		t.Errorf("three idle with room for two: closed %v %v %v, want the first only", busy[0].closed, busy[1].closed, busy[2].closed)
+	for i, c := range busy[:6] {
+		if c.closed != (i == 0) {
+			t.Errorf("six idle with room for five: connection %d closed %v, want only the first closed", i, c.closed)
+		}
 	}
-	if _, w := cs.counts(); w != 2 {
-		t.Errorf("waiting %d, want 2", w)
+	if _, w := cs.counts(); w != 5 {
+		t.Errorf("waiting %d, want 5", w)
 	}
 	// Hijacked and closed connections are forgotten.
 	for _, c := range all {
@@ -85,7 +87,7 @@ func TestConnsBound(t *testing.T) {
 }
 
 // Slow-loris: connections that never finish their first request (or TLS
-// handshake) are a tenth of the bound at most, the oldest going first.
+// handshake) are a quarter of the bound at most, the oldest going first.
 func TestConnsSlowLoris(t *testing.T) {
 	cs := newConns(100, nil)
 	var all []*pipeConn
@@ -95,8 +97,8 @@ func TestConnsSlowLoris(t *testing.T) {
 		cs.state(c, http.StateNew)
 	}
 	for i, c := range all {
-		if want := i < 40; c.closed != want {
-			t.Errorf("connection %d of 50 silent ones: closed %v, want %v (the newest 10 stay)", i, c.closed, want)
+		if want := i < 25; c.closed != want {
+			t.Errorf("connection %d of 50 silent ones: closed %v, want %v (the newest 25 stay)", i, c.closed, want)
 		}
 	}
 }

@@ -193,14 +193,18 @@ func newStreams(max int, m *metrics.Metrics, log *slog.Logger) *Streams {
 // few are open. Over plain HTTP/1.1 -max-streams (10,000 by default)
 // binds first; over HTTP/2 a stream costs nearly three times as much, and
 // 10,000 of them took the process past the 512 MiB the contract promises.
-const streamBudget = 320 << 20
+// With the history's 64 MiB and the waiting connections (a quarter of
+// -max-conns, about 39 kB each when idle over HTTP/2) it keeps the
+// process under that.
+const streamBudget = 288 << 20
 
 // streamCost is what one open stream costs the process, by protocol, as
 // measured: RSS over the idle process divided by 3,000 streams of one
 // token route, each on a connection of its own as a browser tab's is
 // (2026-12-04, this 2-core machine): HTTP/1.1 29 kB, HTTP/1.1 over TLS
 // 58 kB, HTTP/2 69-71 kB (three goroutines with their stacks, the TLS and
-// HTTP/2 connection state, the hub subscription). Rounded up.
+// HTTP/2 connection state, the hub subscription). Rounded up, but for
+// HTTP/1.1 (see below).
 func streamCost(r *http.Request) int64 {
 	switch {
 	case r.ProtoMajor >= 2:
@@ -208,7 +212,7 @@ func streamCost(r *http.Request) int64 {
 	case r.TLS != nil:
 		return 60 << 10
 	}
-	return 32 << 10
+	return 28 << 10 // 29.4 kB measured is 28.7 KiB: so that -max-streams binds first over HTTP/1.1
 }
 
 // Cut makes every write to an open stream that has not finished by the

@@ -628,7 +628,7 @@ func TestHeaderBudget(t *testing.T) {
 }
 
 // Connections of every kind are bounded, the longest waiting first: with
-// -max-conns 40, of 30 idle keep-alive connections 4 (a tenth) stay open,
+// -max-conns 40, of 30 idle keep-alive connections 10 (a quarter) stay open,
 // and 60 connections that never send a request cannot keep /healthz from
 // answering a new one. Before the bound, 20,000 idle connections reached
 // the descriptor limit and /healthz failed for 20 s.
@@ -660,14 +660,14 @@ func TestConnectionBound(t *testing.T) {
 		resp.Body.Close()
 		idle = append(idle, c)
 	}
-	eventually(t, 5*time.Second, "a tenth of the bound left idle", func() bool {
+	eventually(t, 5*time.Second, "a quarter of the bound left idle", func() bool {
 		open := 0
 		for _, c := range idle {
 			if !closedByServer(c) {
 				open++
 			}
 		}
-		return open == 4
+		return open == 10
 	})
 	for range 60 {
 		dial() // connects, never asks
