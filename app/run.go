@@ -171,8 +171,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	limit := newConns(maxConns, nil)
 	srv := &http.Server{
-		Handler:   site,
-		ConnState: limit.state,
+		Handler:     site,
+		ConnState:   limit.state,
+		ConnContext: withConnRate,
 		// No WriteTimeout: it would cut every stream off after that time.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
