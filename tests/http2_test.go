@@ -3,8 +3,10 @@ package tests
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -236,4 +238,77 @@ func h2Metric(t *testing.T, base, prefix string) float64 {
 		}
 	}
 	return sum
+}
+
+// The connection bound over -tls: idle HTTP/2 connections (a request
+// answered, then nothing) are a quarter of -max-conns at most, the oldest
+// closed first, and TLS connections that never finish their handshake
+// cannot keep /healthz from answering.
+func TestConnectionBoundHTTP2(t *testing.T) {
+	base, _ := startBinary(t, "-tls", "-max-conns", "40", "-max-streams", "30")
+	host := strings.TrimPrefix(base, "https://")
+	type h2conn struct {
+		c  *tls.Conn
+		fr *http2.Framer
+	}
+	var idle []h2conn
+	for range 30 {
+		c, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) // the certificate made at start
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, http2.ClientPreface)
+		fr := http2.NewFramer(c, c)
+		fr.WriteSettings()
+		var hb bytes.Buffer
+		enc := hpack.NewEncoder(&hb)
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", host}, {":path", "/healthz"}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		for { // until the answer has ended: then the connection is idle
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			if f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream) {
+				break
+			}
+		}
+		idle = append(idle, h2conn{c, fr})
+	}
+	open := func(h h2conn) bool {
+		h.c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		for {
+			f, err := h.fr.ReadFrame()
+			if err != nil {
+				return errors.Is(err, os.ErrDeadlineExceeded)
+			}
+			if _, goaway := f.(*http2.GoAwayFrame); goaway {
+				return false
+			}
+		}
+	}
+	eventually(t, 5*time.Second, "a quarter of the bound left idle", func() bool {
+		n := 0
+		for _, h := range idle {
+			if open(h) {
+				n++
+			}
+		}
+		return n == 10
+	})
+	for range 60 { // TCP connections that never begin their TLS handshake
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	resp, err := h2Client(false).Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz with 60 silent connections at a bound of 40: %v", err)
+	}
+	resp.Body.Close()
 }
