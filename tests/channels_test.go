@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"sselab/app"
 	"sselab/app/hub/redistest"
 	"sselab/app/sse"
 )
@@ -301,5 +304,39 @@ func TestRedisHungFailsFast(t *testing.T) {
 	}
 	if seen["refused"] != 0 || seen["after"] != 2 || seen["before"] != 1 {
 		t.Errorf("the open stream and a new one's replay saw %v: want no refused, before once (replay), after once on each", seen)
+	}
+}
+
+// Instances never disagree on the session key without saying so. Redis
+// loses the key while instance a runs: a new instance refuses to start,
+// saying why, where it once made a key of its own and a user signed in on
+// a was anonymous on it; a's next heartbeat writes the key back, and then
+// the new instance starts and knows a's sessions.
+func TestRedisSessionKeyAgreement(t *testing.T) {
+	rs := redistest.Start(t)
+	a := startServer(t, "-redis", rs.URL)
+	code, h, _ := do(t, http.MethodPost, a.URL+"/chat/login", "user=ann", "Content-Type", formType)
+	if code != http.StatusSeeOther {
+		t.Fatalf("login on a: %d", code)
+	}
+	cookie := strings.SplitN(h.Get("Set-Cookie"), ";", 2)[0]
+	opt, _ := redis.ParseURL(rs.URL)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	if err := rdb.Del(t.Context(), "sselab:secret:session-key").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	err := app.Run(t.Context(), []string{"serve", "-addr", "127.0.0.1:0", "-redis", rs.URL}, func(string) string { return "" }, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "other sselab instance(s) are live: Redis lost its data") {
+		t.Fatalf("a new instance while the key is lost and a runs: %v, want a refusal saying why", err)
+	}
+	eventually(t, 15*time.Second, "a's heartbeat writing the key back", func() bool {
+		return rdb.Exists(t.Context(), "sselab:secret:session-key").Val() == 1
+	})
+	b := startServer(t, "-redis", rs.URL)
+	_, _, page := do(t, http.MethodGet, b.URL+"/chat/", "", "Cookie", cookie)
+	if !strings.Contains(page, `<b data-testid="user">ann</b>`) {
+		t.Errorf("a session made on a is not known on b: the instances disagree on the key")
 	}
 }

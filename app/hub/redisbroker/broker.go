@@ -56,6 +56,9 @@ type Broker struct {
 	wg       sync.WaitGroup
 	instance string
 
+	secretsMu sync.Mutex
+	secrets   map[string]string // the shared secrets this instance uses, by key: its heartbeat writes them back
+
 	// The store's memory bound: used is Redis's used_memory when last
 	// read, since what this instance has published since.
 	memMu    sync.Mutex
@@ -181,6 +184,7 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 		rdb: rdb, e: local, opts: local.Options(), log: log, ctx: bctx, cancel: cancel,
 		instance:  instance,
 		followers: map[string]*follower{},
+		secrets:   map[string]string{},
 		presence:  map[string]presence{},
 		left:      make(chan struct{}, 1),
 		pubs:      make(chan *publishing, batchMost),
@@ -1031,9 +1035,20 @@ func (b *Broker) heartbeat() {
 			}
 		}
 		b.mu.Unlock()
+		b.secretsMu.Lock()
+		secrets := maps.Clone(b.secrets)
+		b.secretsMu.Unlock()
+		held := map[string]*redis.StringCmd{}
 		_, err := b.rdb.Pipelined(b.ctx, func(pl redis.Pipeliner) error {
 			expiry := time.Now().Add(presenceTTL).UnixMilli()
 			pl.ZAdd(b.ctx, instancesKey, redis.Z{Score: float64(expiry), Member: b.instance})
+			// A secret Redis lost is written back, in the same beat as this
+			// instance's record: an instance that starts meanwhile finds
+			// one or the other missing, and waits (see SharedSecret).
+			for k, v := range secrets {
+				pl.SetNX(b.ctx, k, v, 0)
+				held[k] = pl.Get(b.ctx, k)
+			}
 			for ch, recs := range byChannel {
 				pl.HSet(b.ctx, b.presenceKey(ch), recs...)
 				pl.Expire(b.ctx, b.presenceKey(ch), presenceTTL)
@@ -1045,6 +1060,12 @@ func (b *Broker) heartbeat() {
 		})
 		if err != nil && b.ctx.Err() == nil {
 			b.log.Debug("redis: presence heartbeat", "err", err)
+		}
+		for k, cmd := range held {
+			if v, err := cmd.Result(); err == nil && v != secrets[k] {
+				b.log.Error("redis: another instance made a different secret while Redis had lost this one's: users signed in here are not signed in there; restart one of them, or give every instance the same -session-key",
+					"key", k)
+			}
 		}
 		select {
 		case <-b.ctx.Done():
@@ -1164,18 +1185,42 @@ func (b *Broker) Count(ctx context.Context, channels ...string) (int, error) {
 }
 
 // SharedSecret returns a random 32-byte secret that every instance using
-// this Redis shares, made by whichever asks first.
+// this Redis shares, made by whichever asks first. Instances that would
+// disagree on it do not start: one that finds no secret while others are
+// live refuses, saying why (they write theirs back within a heartbeat).
+// One case it cannot see: Redis lost everything, this instance's record
+// too, and another starts before this one's next heartbeat; that
+// heartbeat then finds the other's secret and logs the disagreement.
 func (b *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) {
 	k := keyPrefix + "secret:" + name
-	fresh := make([]byte, 32)
-	rand.Read(fresh)
-	if err := b.rdb.SetNX(ctx, k, hex.EncodeToString(fresh), 0).Err(); err != nil {
-		return nil, unavailable(err)
-	}
 	v, err := b.rdb.Get(ctx, k).Result()
+	if errors.Is(err, redis.Nil) {
+		// None yet: make one, unless other instances are live. Then Redis
+		// lost theirs (a restart without persistence, a flush), and a new
+		// one here would sign sessions they refuse: they write theirs back
+		// with their next heartbeat.
+		now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+		live, lerr := b.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: instancesKey, Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
+		if lerr != nil {
+			return nil, unavailable(lerr)
+		}
+		if others := slices.DeleteFunc(live, func(id string) bool { return id == b.instance }); len(others) > 0 {
+			return nil, fmt.Errorf("redis holds no %s, but %d other sselab instance(s) are live: Redis lost its data; they write it back within %v, so start this one again then, or give every instance the same -session-key",
+				name, len(others), presenceTTL/3)
+		}
+		fresh := make([]byte, 32)
+		rand.Read(fresh)
+		if serr := b.rdb.SetNX(ctx, k, hex.EncodeToString(fresh), 0).Err(); serr != nil {
+			return nil, unavailable(serr)
+		}
+		v, err = b.rdb.Get(ctx, k).Result()
+	}
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	b.secretsMu.Lock()
+	b.secrets[k] = v
+	b.secretsMu.Unlock()
 	return hex.DecodeString(v)
 }
 
