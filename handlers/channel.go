@@ -65,8 +65,8 @@ func serveChannel(c echo.Context, b subscriber, r hub.Request, keepalive time.Du
 	var buf []byte
 	return sse.Loop(ctx, s, keepalive, sub.Ready(), func() (bool, error) {
 		buf, err = sub.Next(buf[:0])
-		if errors.Is(err, hub.ErrFinal) {
-			return true, s.Write(buf) // the publisher's last event, then the end
+		if errors.Is(err, hub.ErrFinal) || errors.Is(err, hub.ErrMore) {
+			return true, s.Write(buf) // the publisher's last event, or a replay's last piece: then the end
 		}
 		if err != nil {
 			return true, nil // dropped or closed: end the response

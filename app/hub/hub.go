@@ -146,6 +146,12 @@ var ErrDropped = errors.New("hub: subscriber dropped: it fell too far behind")
 // Final message ended the stream.
 var ErrFinal = errors.New("hub: the stream was ended by its publisher")
 
+// ErrMore is returned by Next, with the last of a partial replay in the
+// buffer, when a broker's store had more to replay than one subscription
+// may hold (see Preface.Partial): write the buffer and end the stream;
+// its client reconnects with the last id it got and is replayed the rest.
+var ErrMore = errors.New("hub: the replay goes on after a reconnect")
+
 // ErrFull is returned when a bound would be passed (more channels than
 // MaxChannels, or a store past its memory bound): the caller refuses the
 // request rather than grow, and the client tries again later.

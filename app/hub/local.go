@@ -638,6 +638,7 @@ type Subscription struct {
 	initial []byte   // a gap event and initial events, sent first
 	replay  [][]byte // events fetched from a store before going live (Redis)
 	final   bool     // the replay ends with a Final event
+	partial bool     // the replay is not all: the stream ends after it (ErrMore)
 	skip    []ID     // per channel: live entries up to this key were replayed already
 	onClose func()   // the broker's own clean-up
 }
@@ -663,8 +664,11 @@ type Preface struct {
 	// Skip, per channel of the request, is the last id the replay covered:
 	// live events up to it are not sent again.
 	Skip  []ID
-	Final bool   // the replay ends with a Final event
-	Close func() // the broker's own clean-up when the subscription closes
+	Final bool // the replay ends with a Final event
+	// Partial: the store holds more after the replay than the
+	// subscription was given; once it is sent the stream ends (ErrMore).
+	Partial bool
+	Close   func() // the broker's own clean-up when the subscription closes
 }
 
 // Begin sets what the subscription sends before its live events. A broker
@@ -677,7 +681,7 @@ func (s *Subscription) Begin(p Preface) {
 		ev.ID = p.InitialID
 		s.initial = ev.AppendTo(s.initial)
 	}
-	s.replay, s.skip, s.final, s.onClose = p.Replay, p.Skip, p.Final, p.Close
+	s.replay, s.skip, s.final, s.partial, s.onClose = p.Replay, p.Skip, p.Final, p.Partial, p.Close
 }
 
 // Ready has a value when Next may have something to send.
@@ -766,6 +770,11 @@ func (s *Subscription) Next(buf []byte) ([]byte, error) {
 		s.local.opts.Observer.Delivered(s.shard, delivered)
 		s.drop(ErrFinal)
 		return buf, ErrFinal
+	}
+	if s.partial {
+		s.local.opts.Observer.Delivered(s.shard, delivered)
+		s.drop(ErrMore)
+		return buf, ErrMore
 	}
 	for i, ch := range s.chans {
 		ch.mu.RLock()

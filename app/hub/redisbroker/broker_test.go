@@ -447,3 +447,73 @@ func TestOwnPublishesKeepOrder(t *testing.T) {
 		t.Errorf("count %d, want 1", n)
 	}
 }
+
+// A one-channel replay larger than maxReplayBytes comes in parts: each
+// subscription is given at most about that much, then ends with ErrMore,
+// and the next, from the last id its client got, is replayed the rest:
+// in order, nothing twice, nothing skipped. Every read of Redis is one
+// page at most.
+func TestReplayInParts(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newRedis(t, srv.URL, hub.Options{History: 1000, HistoryBytes: 1 << 30, ChannelBytes: 1 << 30})
+	const n, size = 200, 60_000
+	ch := "parts"
+	first, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{ch}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	for i := range n {
+		publish(t, b, ch, fmt.Sprintf("%04d", i)+strings.Repeat("x", size))
+	}
+	last := readUntil(t, first, 1, 5*time.Second)[0].ID
+	got, parts := 1, 0
+	for got < n {
+		s, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{ch}, LastID: last})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts++
+		held := 0
+		for {
+			buf, err := s.Next(nil)
+			held += len(buf)
+			for _, ev := range ssetestEvents(t, buf) {
+				if want := fmt.Sprintf("%04d", got); !strings.HasPrefix(ev.Data, want) {
+					t.Fatalf("part %d: event %.4q, want %s: out of order, missing or twice", parts, ev.Data, want)
+				}
+				got++
+				last = ev.ID
+			}
+			if errors.Is(err, hub.ErrMore) || got == n {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		if held > 8<<20 { // 4 MiB, and then the page under way: 64 events of 60 kB
+			t.Errorf("part %d held %d bytes of replay: the whole 12 MB of history came at once", parts, held)
+		}
+		if parts > n {
+			t.Fatal("no end to the parts")
+		}
+	}
+	if parts < 2 {
+		t.Errorf("%d events of %d bytes came in %d part", n, size, parts)
+	}
+}
+
+func ssetestEvents(t *testing.T, buf []byte) []sse.Event {
+	t.Helper()
+	var evs []sse.Event
+	p := sse.NewParser(bytes.NewReader(buf))
+	for {
+		ev, err := p.Next()
+		if err != nil {
+			return evs
+		}
+		evs = append(evs, ev)
+	}
+}
