@@ -25,15 +25,14 @@ import (
 // its descriptor limit, and /healthz failed for as long as they stayed.
 type conns struct {
 	max, maxWait int
-	onClose      func() // counts a connection closed by the bound, for /metrics
 
 	mu   sync.Mutex
 	open map[net.Conn]*list.Element // nil element: busy (a request in flight)
 	wait list.List                  // of net.Conn: new or idle connections, longest waiting first
 }
 
-func newConns(n int, onClose func()) *conns {
-	return &conns{max: n, maxWait: max(1, n/4), onClose: onClose, open: map[net.Conn]*list.Element{}}
+func newConns(n int) *conns {
+	return &conns{max: n, maxWait: max(1, n/4), open: map[net.Conn]*list.Element{}}
 }
 
 // state is the http.Server's ConnState hook.
@@ -73,9 +72,6 @@ func (cs *conns) state(c net.Conn, st http.ConnState) {
 	cs.mu.Unlock()
 	for _, v := range closing {
 		v.Close() // the server then reports StateClosed, already forgotten
-		if cs.onClose != nil {
-			cs.onClose()
-		}
 	}
 }
 

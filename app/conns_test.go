@@ -25,7 +25,7 @@ func newPipeConn(t *testing.T) *pipeConn {
 // busy one; with every connection busy, the new one; and past a quarter of
 // the bound waiting, the one that waited longest.
 func TestConnsBound(t *testing.T) {
-	cs := newConns(20, nil)
+	cs := newConns(20)
 	var all []*pipeConn
 	open := func(st ...http.ConnState) *pipeConn {
 		c := newPipeConn(t)
@@ -89,7 +89,7 @@ func TestConnsBound(t *testing.T) {
 // Slow-loris: connections that never finish their first request (or TLS
 // handshake) are a quarter of the bound at most, the oldest going first.
 func TestConnsSlowLoris(t *testing.T) {
-	cs := newConns(100, nil)
+	cs := newConns(100)
 	var all []*pipeConn
 	for range 50 {
 		c := newPipeConn(t)

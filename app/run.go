@@ -169,7 +169,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		maxConns = max(1, int(nofile.Cur)-256) // descriptors for Redis, files, the listener
 		logger.Warn("-max-conns lowered to fit the descriptor limit", "max-conns", maxConns, "RLIMIT_NOFILE", nofile.Cur)
 	}
-	limit := newConns(maxConns, nil)
+	limit := newConns(maxConns)
 	srv := &http.Server{
 		Handler:     site,
 		ConnState:   limit.state,

@@ -253,13 +253,12 @@ func (s *Streams) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if total := s.cost.Add(cost); total > s.budget {
 			s.cost.Add(-cost)
 			return sse.Refuse(c.Response(), fmt.Sprintf("the open streams use the memory the server gives them (%d MiB, %d streams over %s); retry later",
-				s.budget>>20, s.open.Load(), c.Request().Proto), sse.Spread(2*time.Second, 10*time.Second))
+				s.budget>>20, s.open.Load(), c.Request().Proto))
 		}
 		defer s.cost.Add(-cost)
 		if s.open.Add(1) > s.max {
 			s.open.Add(-1)
-			return sse.Refuse(c.Response(), fmt.Sprintf("too many open streams (the limit is %d); retry later", s.max),
-				sse.Spread(2*time.Second, 10*time.Second))
+			return sse.Refuse(c.Response(), fmt.Sprintf("too many open streams (the limit is %d); retry later", s.max))
 		}
 		defer s.open.Add(-1)
 		g := s.m.OpenStreams.WithLabelValues(c.Path())

@@ -39,7 +39,7 @@ func serveChannel(c echo.Context, b subscriber, r hub.Request, keepalive time.Du
 	}
 	sub, err := b.Subscribe(ctx, r)
 	if errors.Is(err, hub.ErrUnavailable) || errors.Is(err, hub.ErrFull) {
-		return sse.Refuse(c.Response(), refusal(err), sse.Spread(2*time.Second, 10*time.Second))
+		return sse.Refuse(c.Response(), refusal(err))
 	}
 	if err != nil {
 		return err

@@ -119,8 +119,7 @@ func (h *Doctor) Run(c echo.Context) error {
 	h.running[who] = true
 	h.mu.Unlock()
 	if mine {
-		return sse.Refuse(c.Response(), "a doctor run of yours (from "+who+") is under way: one at a time; try again when it is done",
-			sse.Spread(2*time.Second, 10*time.Second))
+		return sse.Refuse(c.Response(), "a doctor run of yours (from "+who+") is under way: one at a time; try again when it is done")
 	}
 	defer func() {
 		h.mu.Lock()
@@ -131,8 +130,7 @@ func (h *Doctor) Run(c echo.Context) error {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
 	default:
-		return sse.Refuse(c.Response(), fmt.Sprintf("%d doctor runs are under way (the limit); try again shortly", DoctorRuns),
-			sse.Spread(2*time.Second, 10*time.Second))
+		return sse.Refuse(c.Response(), fmt.Sprintf("%d doctor runs are under way (the limit); try again shortly", DoctorRuns))
 	}
 	base, client, err := h.self(c.Request())
 	if err != nil {

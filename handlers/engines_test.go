@@ -58,37 +58,35 @@ func TestEnginesEnds(t *testing.T) {
 		"/engines/ends?retry=100":          "event: seen\ndata: \"\"\n\nretry: 100\n\n",
 		"/engines/ends?retry=600&idonly=1": "event: seen\ndata: \"\"\n\nretry: 600\n\nid: 7\n\n",
 	} {
-		w := ts(t).do(http.MethodGet, target, "")
+		w := newServer(t).do(http.MethodGet, target, "")
 		wantStatus(t, w.Code, http.StatusOK, w.Body.String())
 		if got := w.Body.String(); got != want {
 			t.Errorf("%s: got %q, want %q", target, got, want)
 		}
 	}
-	w := ts(t).do(http.MethodGet, "/engines/ends", "", "Last-Event-ID", `7"x`)
+	w := newServer(t).do(http.MethodGet, "/engines/ends", "", "Last-Event-ID", `7"x`)
 	if got := w.Body.String(); got != "event: seen\ndata: \"7\\\"x\"\n\n" {
 		t.Errorf("the id sent, as JSON: got %q", got)
 	}
 	for _, target := range []string{"/engines/ends?retry=10001", "/engines/ends?retry=-1", "/engines/ends?retry=x"} {
-		w := ts(t).do(http.MethodGet, target, "")
+		w := newServer(t).do(http.MethodGet, target, "")
 		wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 		wantContains(t, w.Body.String(), "retry must be an integer")
 	}
 }
 
-func ts(t *testing.T) *testServer { return newServer(t) }
-
 // The odd bytes go out as they are: NUL in data, and UTF-8 under a
 // charset that says otherwise.
 func TestEnginesBytes(t *testing.T) {
-	w := ts(t).do(http.MethodGet, "/engines/bytes?what=nul", "")
+	w := newServer(t).do(http.MethodGet, "/engines/bytes?what=nul", "")
 	if got := w.Body.String(); got != "retry: 60000\ndata: a\x00b\n\n" {
 		t.Errorf("nul: got %q", got)
 	}
-	w = ts(t).do(http.MethodGet, "/engines/bytes?what=charset", "")
+	w = newServer(t).do(http.MethodGet, "/engines/bytes?what=charset", "")
 	if got, ct := w.Body.String(), w.Header().Get("Content-Type"); got != "retry: 60000\ndata: café\n\n" || ct != "text/event-stream; charset=iso-8859-1" {
 		t.Errorf("charset: got %q as %q", got, ct)
 	}
-	w = ts(t).do(http.MethodGet, "/engines/bytes?what=x", "")
+	w = newServer(t).do(http.MethodGet, "/engines/bytes?what=x", "")
 	wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 	wantContains(t, w.Body.String(), "what must be nul or charset")
 }
@@ -96,13 +94,13 @@ func TestEnginesBytes(t *testing.T) {
 // The answers that are not streams.
 func TestEnginesAnswer(t *testing.T) {
 	for with, want := range map[string]int{"204": 204, "500": 500, "type": 200} {
-		w := ts(t).do(http.MethodGet, "/engines/answer?with="+with, "")
+		w := newServer(t).do(http.MethodGet, "/engines/answer?with="+with, "")
 		wantStatus(t, w.Code, want, w.Body.String())
 		if ct := w.Header().Get("Content-Type"); strings.HasPrefix(ct, "text/event-stream") {
 			t.Errorf("with=%s: Content-Type %q, want anything but a stream", with, ct)
 		}
 	}
-	w := ts(t).do(http.MethodGet, "/engines/answer?with=302", "")
+	w := newServer(t).do(http.MethodGet, "/engines/answer?with=302", "")
 	wantStatus(t, w.Code, http.StatusBadRequest, w.Body.String())
 	wantContains(t, w.Body.String(), "with must be 204, 500 or type")
 }

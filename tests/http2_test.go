@@ -114,16 +114,7 @@ func TestHTTP2Streams(t *testing.T) {
 func TestRapidResetConnectionClosed(t *testing.T) {
 	base, _ := startBinary(t, "-tls")
 	host := strings.TrimPrefix(base, "https://")
-	c, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) // the certificate made at start
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings()
+	_, fr := dialH2(t, host)
 	closed := make(chan struct{})
 	go func() { // reads until the server ends the connection
 		defer close(closed)
@@ -133,12 +124,7 @@ func TestRapidResetConnectionClosed(t *testing.T) {
 			}
 		}
 	}()
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", host}, {":path", "/healthz"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	block := hb.Bytes()
+	block := getHealthz(host)
 	sent := 0
 	deadline := time.Now().Add(10 * time.Second)
 flood:
@@ -211,33 +197,13 @@ func TestHTTP2ClientsWithinMemory(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, 10*time.Second, "the streams counted", func() bool {
-		return h2Metric(t, base, "sselab_open_streams{") == float64(wantOpen)
+		return metricOf(t, h2Client(false), base, "sselab_open_streams{") == float64(wantOpen)
 	})
 	rss := vmRSS(t, cmd.Process.Pid)
 	t.Logf("%d HTTP/2 clients, %d streams open: RSS %d MiB", n, wantOpen, rss>>20)
 	if rss > 512<<20 {
 		t.Errorf("%d HTTP/2 clients: RSS %d MiB, past the 512 MiB the contract promises", n, rss>>20)
 	}
-}
-
-// h2Metric is metric over HTTP/2 to a -tls server.
-func h2Metric(t *testing.T, base, prefix string) float64 {
-	t.Helper()
-	resp, err := h2Client(false).Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, prefix) {
-			var v float64
-			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
-			sum += v
-		}
-	}
-	return sum
 }
 
 // The connection bound over -tls: idle HTTP/2 connections (a request
@@ -253,20 +219,8 @@ func TestConnectionBoundHTTP2(t *testing.T) {
 	}
 	var idle []h2conn
 	for range 30 {
-		c, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) // the certificate made at start
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		io.WriteString(c, http2.ClientPreface)
-		fr := http2.NewFramer(c, c)
-		fr.WriteSettings()
-		var hb bytes.Buffer
-		enc := hpack.NewEncoder(&hb)
-		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", host}, {":path", "/healthz"}} {
-			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		c, fr := dialH2(t, host)
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: getHealthz(host), EndStream: true, EndHeaders: true})
 		for { // until the answer has ended: then the connection is idle
 			f, err := fr.ReadFrame()
 			if err != nil {
@@ -311,4 +265,34 @@ func TestConnectionBoundHTTP2(t *testing.T) {
 		t.Fatalf("/healthz with 60 silent connections at a bound of 40: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// dialH2 opens an HTTP/2 connection to a -tls server by hand (the
+// preface and SETTINGS sent), for frames no client library would send; it
+// is closed when the test ends.
+func dialH2(t *testing.T, host string) (*tls.Conn, *http2.Framer) {
+	t.Helper()
+	c, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) // the certificate made at start
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return c, fr
+}
+
+// getHealthz is the HPACK block of GET /healthz on host.
+func getHealthz(host string) []byte {
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", host}, {":path", "/healthz"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	return hb.Bytes()
 }

@@ -272,9 +272,20 @@ func do(t *testing.T, method, url, body string, header ...string) (int, http.Hea
 // starts with prefix.
 func metric(t *testing.T, base, prefix string) float64 {
 	t.Helper()
-	_, _, body := do(t, http.MethodGet, base+"/metrics", "")
+	return metricOf(t, plainClient, base, prefix)
+}
+
+// metricOf is metric through client (an HTTP/2 one, for a -tls server).
+func metricOf(t *testing.T, client *http.Client, base, prefix string) float64 {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/metrics", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
 	var sum float64
-	sc := bufio.NewScanner(strings.NewReader(body))
+	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, prefix) {

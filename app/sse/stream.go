@@ -182,13 +182,21 @@ func ended(ctx context.Context) bool {
 	}
 }
 
+// Refusal retries are spread over rule 7's 2-10 s, so that refused
+// clients do not all come back together.
+const (
+	RefusalRetryMin = 2 * time.Second
+	RefusalRetryMax = 10 * time.Second
+)
+
 // Refuse answers a stream request that cannot be served now in the one way
-// EventSource recovers from: 200 text/event-stream with a Retry-After
-// header, a comment naming the reason, a retry: field, and the end. The
-// browser then reconnects after retry; any other status, 503 included,
-// would make it give up for good. Spread retry (see Spread) so that
-// refused clients do not all come back together.
-func Refuse(w http.ResponseWriter, reason string, retry time.Duration) error {
+// EventSource recovers from (rule 7): 200 text/event-stream with a
+// Retry-After header, a comment naming the reason, a retry: field spread
+// over RefusalRetryMin to RefusalRetryMax, and the end. The browser then
+// reconnects after retry; any other status, 503 included, would make it
+// give up for good.
+func Refuse(w http.ResponseWriter, reason string) error {
+	retry := Spread(RefusalRetryMin, RefusalRetryMax)
 	w.Header().Set("Retry-After", strconv.FormatInt(int64((retry+time.Second-1)/time.Second), 10))
 	s, err := Open(w)
 	if err != nil {
