@@ -557,7 +557,17 @@ func openWebKit(t *testing.T, _ bool) *tab {
 		"acceptInsecureCerts":      true,
 		"webkitgtk:browserOptions": map[string]any{"binary": d.mini, "args": []string{"--automation"}},
 	}}}
-	if err := d.call(ctx, http.MethodPost, "/session", caps, &session); err != nil {
+	// Now and then (once in six CI runs) MiniBrowser does not come up and
+	// the session request hangs: it is given 30 s, then asked again once.
+	for try := 0; try < 2; try++ {
+		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+		err = d.call(sctx, http.MethodPost, "/session", caps, &session)
+		scancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
 		cancel()
 		d.turn.Unlock()
 		t.Fatalf("a WebKit session: %v", err)
