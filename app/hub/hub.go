@@ -48,11 +48,17 @@ type Message struct {
 	// Final ends the stream of every subscriber after this event, as the
 	// seed's close action did.
 	Final bool
-	// Renderings are other forms of Data, by name, such as the message as
-	// server-rendered HTML: a subscriber that asks for one (Request.Rendering)
-	// gets it as the event's data, with the same id. Each is encoded once
-	// per publish, never per subscriber.
-	Renderings map[string]string
+	// Renderings are other forms of the event, by name, such as the message
+	// as server-rendered HTML: a subscriber that asks for one
+	// (Request.Rendering) gets it in place of Type and Data, with the same
+	// id. Each is encoded once per publish, never per subscriber.
+	Renderings map[string]Rendering
+}
+
+// Rendering is one other form of a message: its own event type (empty for
+// an unnamed event) and data.
+type Rendering struct {
+	Type, Data string
 }
 
 // event is the message as the wire shows it, with the broker's id.

@@ -305,7 +305,7 @@ func (l *Local) newEntry(k ID, brokerID string, m Message) entry {
 	en.size = int64(len(en.id) + cap(en.frame) + len(en.arg))
 	for _, name := range slices.Sorted(maps.Keys(m.Renderings)) {
 		alt := ev
-		alt.Data = m.Renderings[name]
+		alt.Type, alt.Data = m.Renderings[name].Type, m.Renderings[name].Data
 		v := rendering{name: name, frame: alt.AppendTo(nil)}
 		en.renderings = append(en.renderings, v)
 		en.size += int64(len(name) + cap(v.frame))

@@ -268,25 +268,36 @@ func perSubscriberFuncs(t *testing.T, k Kind) {
 	}
 }
 
-// One channel, two renderings: a subscriber that asks for a rendering gets it,
-// with the same id as the event itself, live and in replay.
+// One channel, several renderings: a subscriber that asks for a rendering
+// gets its type and data, with the same id as the event itself, live and in
+// replay.
 func renderings(t *testing.T, k Kind) {
 	b := k.New(t, hub.Options{})
 	c := channel(t, "c")
 	text := subscribe(t, b, hub.Request{Channels: []string{c}})
 	html := subscribe(t, b, hub.Request{Channels: []string{c}, Rendering: "html"})
-	publish(t, b, c, hub.Message{Type: "message", Data: "a <b>\nc", Renderings: map[string]string{"html": "<li>\n  a &lt;b&gt;\n</li>"}})
+	ds := subscribe(t, b, hub.Request{Channels: []string{c}, Rendering: "ds"})
+	publish(t, b, c, hub.Message{Type: "message", Data: "a <b>\nc", Renderings: map[string]hub.Rendering{
+		"html": {Data: "<li>\n  a &lt;b&gt;\n</li>"},
+		"ds":   {Type: "patch", Data: "mode append\nelements <li>"},
+	}})
 	publish(t, b, c, hub.Message{Type: "message", Data: "no rendering"})
-	tv, hv := Until(t, text, 2, 5*time.Second), Until(t, html, 2, 5*time.Second)
-	if tv[0].Data != "a <b>\nc" || hv[0].Data != "<li>\n  a &lt;b&gt;\n</li>" || tv[0].ID != hv[0].ID || tv[0].ID == "" {
-		t.Errorf("text got %+v, html got %+v: want each rendering, with one id", tv[0], hv[0])
+	tv, hv, dv := Until(t, text, 2, 5*time.Second), Until(t, html, 2, 5*time.Second), Until(t, ds, 2, 5*time.Second)
+	if tv[0].Type != "message" || tv[0].Data != "a <b>\nc" || tv[0].ID == "" {
+		t.Errorf("text got %+v", tv[0])
 	}
-	if hv[1].Data != "no rendering" {
-		t.Errorf("an event without the rendering: got %q, want it as published", hv[1].Data)
+	if hv[0].Type != "" || hv[0].Data != "<li>\n  a &lt;b&gt;\n</li>" || hv[0].ID != tv[0].ID {
+		t.Errorf("html got %+v: want an unnamed event with the text's id %q", hv[0], tv[0].ID)
 	}
-	late := subscribe(t, b, hub.Request{Channels: []string{c}, Rendering: "html", Recent: 2})
-	if got := Next(t, late); len(got) != 2 || got[0].Data != hv[0].Data || got[0].ID != hv[0].ID {
-		t.Errorf("replay with the rendering: got %+v", got)
+	if dv[0].Type != "patch" || dv[0].Data != "mode append\nelements <li>" || dv[0].ID != tv[0].ID {
+		t.Errorf("ds got %+v: want its own type, with the text's id %q", dv[0], tv[0].ID)
+	}
+	if hv[1].Type != "message" || hv[1].Data != "no rendering" {
+		t.Errorf("an event without the rendering: got %+v, want it as published", hv[1])
+	}
+	late := subscribe(t, b, hub.Request{Channels: []string{c}, Rendering: "ds", Recent: 2})
+	if got := Next(t, late); len(got) != 2 || got[0] != dv[0] {
+		t.Errorf("replay with the rendering: got %+v, want %+v first", got, dv[0])
 	}
 }
 

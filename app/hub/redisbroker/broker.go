@@ -497,7 +497,7 @@ func encodeMessage(m hub.Message) []any {
 		add("final", "1")
 	}
 	for _, name := range slices.Sorted(maps.Keys(m.Renderings)) {
-		v = append(v, "rendering:"+name, m.Renderings[name])
+		v = append(v, "rendering:"+name, m.Renderings[name].Data, "rendering-type:"+name, m.Renderings[name].Type)
 	}
 	return v
 }
@@ -505,12 +505,12 @@ func encodeMessage(m hub.Message) []any {
 func toMessage(v map[string]any) hub.Message {
 	str := func(k string) string { s, _ := v[k].(string); return s }
 	m := hub.Message{Type: str("type"), Data: str("data"), Func: str("func"), ID: str("id"), NoID: str("noid") == "1", Final: str("final") == "1"}
-	for k, val := range v {
+	for k := range v {
 		if name, ok := strings.CutPrefix(k, "rendering:"); ok {
 			if m.Renderings == nil {
-				m.Renderings = map[string]string{}
+				m.Renderings = map[string]hub.Rendering{}
 			}
-			m.Renderings[name], _ = val.(string)
+			m.Renderings[name] = hub.Rendering{Type: str("rendering-type:" + name), Data: str(k)}
 		}
 	}
 	if ms, err := strconv.ParseInt(str("retry"), 10, 64); err == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"runtime"
 	"strconv"
 	"strings"
@@ -379,7 +380,7 @@ func TestEventFraming(t *testing.T) {
 	if _, err := ps.Receive(t.Context()); err != nil { // the confirmation
 		t.Fatal(err)
 	}
-	m := hub.Message{Type: "t:1", Data: "a\nb\r\n:9:\x00\xff\u00e9" + strings.Repeat("x", 70000), ID: "12:3", Renderings: map[string]string{"html": "<p>1:2</p>"}}
+	m := hub.Message{Type: "t:1", Data: "a\nb\r\n:9:\x00\xff\u00e9" + strings.Repeat("x", 70000), ID: "12:3", Renderings: map[string]hub.Rendering{"html": {Type: "t:2\x00", Data: "<p>1:2</p>"}, "plain": {Data: "x"}}}
 	if err := r.Publish(t.Context(), []string{"odd"}, m); err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +392,7 @@ func TestEventFraming(t *testing.T) {
 	if _, valid := hub.ParseID(id); !ok || !valid {
 		t.Fatalf("payload not decoded: id %q ok %v", id, ok)
 	}
-	if got.Type != m.Type || got.Data != m.Data || got.ID != m.ID || got.Renderings["html"] != m.Renderings["html"] {
+	if got.Type != m.Type || got.Data != m.Data || got.ID != m.ID || !maps.Equal(got.Renderings, m.Renderings) {
 		t.Errorf("decoded %+v, want %+v", got, m)
 	}
 	for _, bad := range []string{"", "1-1", "1-1\n5:ab", "1-1\nx:ab", "1-1\n-1:ab"} {
