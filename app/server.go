@@ -165,7 +165,7 @@ type shutdown struct{}
 func (shutdown) Error() string { return "the server is shutting down" }
 
 func (shutdown) PartingEvent() sse.Event {
-	return sse.Event{Comment: "the server is restarting", Retry: sse.Spread(time.Second, 5*time.Second), HasRetry: true}
+	return sse.RetryBlock("the server is restarting", sse.Spread(time.Second, 5*time.Second))
 }
 
 // Streams caps open streams, counts them by route, and ends them well on

@@ -36,6 +36,24 @@ type Event struct {
 	Comment string        // ": comment" lines, written first
 
 	HasRetry bool
+	// NoData writes Type's event: line and no data: line: a block that
+	// EventSource dispatches nothing for (the specification drops an event
+	// whose data is empty) but that names itself to clients which read a
+	// block only when it has data or a type (see RetryBlock).
+	NoData bool
+}
+
+// RetryType is the event: line of RetryBlock.
+const RetryType = "retry"
+
+// RetryBlock is the block that tells a client when to come back: a comment
+// naming the reason, retry: d, and event: retry with no data. EventSource
+// and Datastar take retry: from any block; htmx 4's hx-sse extension only
+// from a block it dispatches, one with data or an event: line. With the
+// event: line and no data, one block reaches all three, and EventSource
+// still dispatches nothing.
+func RetryBlock(reason string, d time.Duration) Event {
+	return Event{Comment: reason, Retry: d, HasRetry: true, Type: RetryType, NoData: true}
 }
 
 // Message reports whether the event carries a message the browser
@@ -45,6 +63,9 @@ type Event struct {
 // with empty data still reaches the listener (the spec drops events whose
 // data buffer is empty).
 func (e Event) Message() bool {
+	if e.NoData {
+		return false
+	}
 	return e.Type != "" || e.Data != "" || e.ID != "" || (!e.HasRetry && e.Comment == "")
 }
 
@@ -72,6 +93,8 @@ func (e Event) AppendTo(b []byte) []byte {
 			b = appendField(b, "id: ", e.ID, "\r\n\x00")
 		}
 		b = appendLines(b, "data:", e.Data)
+	} else if e.Type != "" {
+		b = appendField(b, "event: ", e.Type, "\r\n")
 	}
 	return append(b, '\n')
 }

@@ -34,6 +34,8 @@ func TestEncode(t *testing.T) {
 		{"retry zero is sent", Event{HasRetry: true}, "retry: 0\n\n"},
 		{"negative retry clamps to zero", Event{Retry: -time.Second, HasRetry: true}, "retry: 0\n\n"},
 		{"comment only", Event{Comment: "keepalive"}, ": keepalive\n\n"},
+		{"no data: a type and no data line", Event{Type: "x\ny", NoData: true}, "event: xy\n\n"},
+		{"retry block", RetryBlock("too many streams", 2500*time.Millisecond), ": too many streams\nretry: 2500\nevent: retry\n\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,6 +43,7 @@ func TestParse(t *testing.T) {
 		{"no colon is an empty value", "data\ndata\n\n", []Event{{Data: "\n"}}},
 		{"data joined by LF", "data: a\ndata: b\n\n", []Event{{Data: "a\nb"}}},
 		{"type", "event: time\ndata: 1\n\n", []Event{{Type: "time", Data: "1"}}},
+		{"a type without data dispatches nothing", "event: retry\nretry: 10\n\ndata: a\n\n", []Event{{Data: "a"}}},
 		{"type resets after dispatch", "event: a\ndata: 1\n\ndata: 2\n\n", []Event{{Type: "a", Data: "1"}, {Data: "2"}}},
 		{"id persists", "id: 5\ndata: a\n\ndata: b\n\n", []Event{{ID: "5", Data: "a"}, {ID: "5", Data: "b"}}},
 		{"empty id resets", "id: 5\ndata: a\n\nid\ndata: b\n\n", []Event{{ID: "5", Data: "a"}, {Data: "b"}}},

@@ -191,8 +191,8 @@ const (
 
 // Refuse answers a stream request that cannot be served now in the one way
 // EventSource recovers from (rule 7): 200 text/event-stream with a
-// Retry-After header, a comment naming the reason, a retry: field spread
-// over RefusalRetryMin to RefusalRetryMax, and the end. The browser then
+// Retry-After header, a RetryBlock (a comment naming the reason, a retry:
+// field spread over RefusalRetryMin to RefusalRetryMax), and the end. The browser then
 // reconnects after retry; any other status, 503 included, would make it
 // give up for good.
 func Refuse(w http.ResponseWriter, reason string) error {
@@ -202,7 +202,7 @@ func Refuse(w http.ResponseWriter, reason string) error {
 	if err != nil {
 		return err
 	}
-	return s.Send(Event{Comment: reason, Retry: retry, HasRetry: true})
+	return s.Send(RetryBlock(reason, retry))
 }
 
 // Spread is a random duration in [lo, hi]: retry delays spread this way
