@@ -115,6 +115,7 @@ func Demos() []Demo {
 			Routes: func(d Deps, _ []Route) []Route {
 				chat := handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey)
 				fr := handlers.NewFragments(d.Broker, d.Config.Keepalive)
+				fc := handlers.NewFragmentClients(d.Config.Keepalive)
 				return []Route{
 					{Methods: get, Path: "/chat/", Handler: chat.Page, Doc: "Chat page: a name form, then the chat (the Flask/Redis seed).", Curl: "curl {base}/chat/"},
 					{Methods: post, Path: "/chat/login", Handler: chat.Login, Doc: "Form user (1..32 printable characters, normalised by PRECIS Nickname; invisible ones refused): sets the session cookie, 303 to /chat/.",
@@ -124,9 +125,16 @@ func Demos() []Demo {
 					{Methods: get, Path: "/chat/stream", Handler: chat.Stream, Stream: true,
 						Doc:  "Long-lived stream of channel chat: the latest 50 messages, then live; Last-Event-ID replays.",
 						Curl: "curl -N {base}/chat/stream"},
-					{Methods: get, Path: "/fragments/", Handler: fr.Page, Doc: "The chat as server-rendered fragments, with htmx's SSE extension.", Curl: "curl {base}/fragments/"},
+					{Methods: get, Path: "/fragments/", Handler: fr.Page, Doc: "The chat as server-rendered templ fragments, with htmx 4's hx-sse.", Curl: "curl {base}/fragments/"},
 					{Methods: get, Path: "/fragments/stream", Handler: fr.Stream, Stream: true,
-						Doc: "Channel chat as HTML fragments rendered by a templ component, with ids; Last-Event-ID replays.", Curl: "curl -N {base}/fragments/stream"},
+						Doc: "Channel chat as unnamed events of HTML rendered by a templ component, with ids; Last-Event-ID replays.", Curl: "curl -N {base}/fragments/stream"},
+					{Methods: get, Path: "/fragments/datastar/", Handler: fr.DatastarPage, Doc: "The chat with Datastar: its Go SDK and its client.", Curl: "curl {base}/fragments/datastar/"},
+					{Methods: get, Path: "/fragments/datastar/stream", Handler: fr.DatastarStream, Stream: true,
+						Doc: "Channel chat as Datastar's datastar-patch-elements events, with ids; Last-Event-ID replays.", Curl: "curl -N {base}/fragments/datastar/stream"},
+					{Methods: get, Path: "/fragments/clients", Handler: fc.Page, Doc: "Runs EventSource, htmx 4 and Datastar against probes in your browser, beside the measured table.", Curl: "curl {base}/fragments/clients"},
+					{Methods: get, Path: "/fragments/probe", Handler: fc.Probe, Stream: true,
+						Doc: "Probe: ?key=K&with=refuse|shutdown|204|500|type|stop|hidden: an event and retry: 2000, then the end; the second request is answered as with says.", Curl: "curl -N '{base}/fragments/probe?key=k1&with=204'"},
+					{Methods: get, Path: "/fragments/probe/log", Handler: fc.Log, Doc: "What the probes saw of ?key=: each request's arrival (ms after the first) and how many are open, as JSON.", Curl: "curl '{base}/fragments/probe/log?key=k1'"},
 				}
 			}},
 		{Title: "Token streams", Nav: "Tokens", Href: "/tokens/", Seed: "Tornado eventsource library",

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/text/secure/precis"
 
 	"sselab/app/hub"
-	"sselab/app/sse"
 	"sselab/views"
 )
 
@@ -135,19 +134,20 @@ func (h *Chat) Post(c echo.Context) error {
 	}
 	at := time.Now().Format("15:04:05")
 	line := fmt.Sprintf("[%s] %s: %s", at, user, msg)
-	// One channel, two renderings: the text, and the fragment that
-	// /fragments/stream sends, rendered here once for every subscriber.
-	item, err := sse.Render(c.Request().Context(), views.ChatItem(views.ChatMessage{Time: at, User: user, Text: msg}), sse.Event{})
+	// One channel, three renderings: the text, and the fragments that
+	// /fragments/ streams, rendered here once for every subscriber.
+	alt, err := renderings(c.Request().Context(), views.ChatMessage{Time: at, User: user, Text: msg})
 	if err != nil {
 		return err
 	}
-	m := hub.Message{Type: "message", Data: line, Renderings: map[string]string{FragmentRendering: item.Data}}
+	m := hub.Message{Type: "message", Data: line, Renderings: alt}
 	if err := h.b.Publish(c.Request().Context(), []string{ChatChannel}, m); err != nil {
 		return unavailable(c, err)
 	}
 	// A plain HTML form (no JavaScript) navigates: send it back to the
-	// chat. htmx posts for the page, which stays.
-	if c.Request().Header.Get("HX-Request") == "" && strings.Contains(c.Request().Header.Get("Accept"), "text/html") {
+	// chat. htmx and Datastar post for the page, which stays.
+	hd := c.Request().Header
+	if hd.Get("HX-Request") == "" && hd.Get("Datastar-Request") == "" && strings.Contains(hd.Get("Accept"), "text/html") {
 		return c.Redirect(http.StatusSeeOther, "/chat/")
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -3,6 +3,8 @@ package handlers_test
 import (
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -51,16 +53,116 @@ func TestFragmentsStream(t *testing.T) {
 	})
 }
 
-func TestFragmentsPage(t *testing.T) {
+func TestFragmentsPages(t *testing.T) {
 	ts := newServer(t)
-	w := ts.do(http.MethodGet, "/fragments/", "")
-	wantStatus(t, w.Code, http.StatusOK, "")
-	for _, want := range []string{`sse-connect="/fragments/stream"`, `sse-swap="message"`, `/assets/vendor/htmx.min.js`, `/assets/vendor/htmx-ext-sse.min.js`} {
-		wantContains(t, w.Body.String(), want)
+	for page, wants := range map[string][]string{
+		"/fragments/":          {`hx-sse:connect="/fragments/stream"`, `hx-sse:close="close"`, `/assets/vendor/htmx.min.js`, `/assets/vendor/htmx-hx-sse.min.js`, `data-client="htmx4"`},
+		"/fragments/datastar/": {`data-init="@get('/fragments/datastar/stream', {retry: 'always'})"`, `id="messages"`, `/assets/vendor/datastar.js`, `data-client="datastar-always"`},
+		"/fragments/clients":   {`/assets/fragments-clients.js`, `data-testid="yours-htmx4-refuse"`, `data-testid="yours-datastar-auto-hidden"`},
+	} {
+		w := ts.do(http.MethodGet, page, "")
+		wantStatus(t, w.Code, http.StatusOK, "")
+		for _, want := range wants {
+			wantContains(t, w.Body.String(), want)
+		}
 	}
-	for _, asset := range []string{"/assets/vendor/htmx.min.js", "/assets/vendor/htmx-ext-sse.min.js"} {
+	for _, asset := range []string{"/assets/vendor/htmx.min.js", "/assets/vendor/htmx-hx-sse.min.js", "/assets/vendor/datastar.js", "/assets/fragments-clients.js"} {
 		if w := ts.do(http.MethodGet, asset, ""); w.Code != http.StatusOK || w.Body.Len() < 1000 {
 			t.Errorf("%s: %d, %d bytes", asset, w.Code, w.Body.Len())
 		}
 	}
+}
+
+// Nobody's text forges a field in any rendering: a name and messages with
+// CR, LF, CRLF, NUL and </script>, posted, reach each of the three streams
+// as one event per message, with only the fields its rendering has, the
+// same id in each, and the markup escaped. Each stream replays what came
+// after an id, in its own rendering.
+func TestFragmentsForging(t *testing.T) {
+	forged := regexp.MustCompile(`(?m)^(event: forged|id: 9|id: 10|data: x|data: y)\r?$`)
+	synctest.Test(t, func(t *testing.T) {
+		ts := newServer(t)
+		routes := []string{"/chat/stream", "/fragments/stream", "/fragments/datastar/stream"}
+		var recs []interface{ Flushed() string }
+		var stops []func()
+		for _, r := range routes {
+			w, leave, wait := ts.open(t.Context(), r)
+			recs = append(recs, w)
+			stops = append(stops, leave, wait)
+		}
+		synctest.Wait()
+		cookie := login(t, ts, "</script><b>eve")
+		msgs := []string{"a\rid: 9\revent: forged\rdata: x", "b\nevent: forged\n\ndata: y", "c\r\n\r\nid: 10", "d\x00e</script><script>alert(1)</script>"}
+		for _, m := range msgs {
+			w := ts.do(http.MethodPost, "/chat/post", form("message", m), "Content-Type", formType, "Cookie", cookie, "HX-Request", "true")
+			wantStatus(t, w.Code, http.StatusNoContent, w.Body.String())
+		}
+		synctest.Wait()
+		want := map[string]struct {
+			typ    string
+			fields []string // the data's lines start with these, for the fragment renderings
+		}{
+			"/chat/stream":               {"message", nil},
+			"/fragments/stream":          {"", []string{"<li"}},
+			"/fragments/datastar/stream": {"datastar-patch-elements", []string{"selector #messages", "mode append", "elements <li"}},
+		}
+		var ids [][]string
+		for i, r := range routes {
+			raw := recs[i].Flushed()
+			evs := parse(t, raw)
+			if len(evs) != len(msgs) {
+				t.Fatalf("%s: %d events for %d messages: %q", r, len(evs), len(msgs), raw)
+			}
+			var got []string
+			for j, ev := range evs {
+				got = append(got, ev.ID)
+				if ev.Type != want[r].typ || ev.ID == "" {
+					t.Errorf("%s: message %d: type %q id %q, want type %q and an id", r, j, ev.Type, ev.ID, want[r].typ)
+				}
+				if r == "/chat/stream" {
+					if !strings.HasSuffix(ev.Data, strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(msgs[j])) {
+						t.Errorf("%s: message %d: %q", r, j, ev.Data)
+					}
+					continue
+				}
+				lines := strings.Split(ev.Data, "\n")
+				for k, prefix := range want[r].fields {
+					if k >= len(lines) || !strings.HasPrefix(lines[k], prefix) {
+						t.Errorf("%s: message %d: line %d %q, want it to start %q", r, j, k, lines, prefix)
+					}
+				}
+				if strings.Contains(ev.Data, "\r") || strings.Contains(ev.Data, "\x00") || strings.Contains(ev.Data, "<script") || strings.Contains(ev.Data, "<b>eve") {
+					t.Errorf("%s: message %d carries a raw CR, NUL or markup: %q", r, j, ev.Data)
+				}
+				for _, l := range lines[len(want[r].fields):] {
+					if r == "/fragments/datastar/stream" && !strings.HasPrefix(l, "elements ") {
+						t.Errorf("%s: message %d: a line of its HTML is not an elements line: %q", r, j, lines)
+					}
+				}
+			}
+			if forged.MatchString(raw) {
+				t.Errorf("%s: a forged field on the wire: %q", r, raw)
+			}
+			ids = append(ids, got)
+		}
+		for i := range routes[1:] {
+			if !slices.Equal(ids[0], ids[i+1]) {
+				t.Errorf("%s ids %v, /chat/stream's %v: want the same", routes[i+1], ids[i+1], ids[0])
+			}
+		}
+		for _, stop := range stops {
+			stop()
+		}
+		// Replay after the second message's id, in each rendering.
+		for _, r := range routes {
+			w, leave, wait := ts.open(t.Context(), r, "Last-Event-ID", ids[0][1])
+			synctest.Wait()
+			evs := parse(t, w.Flushed())
+			if len(evs) != 2 || evs[0].ID != ids[0][2] || evs[1].ID != ids[0][3] || evs[0].Type != want[r].typ {
+				t.Errorf("%s replay after %s: %+v, want the last two messages in its rendering", r, ids[0][1], evs)
+			}
+			leave()
+			wait()
+		}
+	})
 }

@@ -25,6 +25,8 @@ var pages = []struct{ name, path string }{
 	{"chat-login", "/chat/"},
 	{"tokens", "/tokens/"},
 	{"fragments", "/fragments/"},
+	{"fragments-datastar", "/fragments/datastar/"},
+	{"fragments-clients", "/fragments/clients"},
 	{"connections", "/connections/"},
 	{"doctor", "/doctor/"},
 	{"engines", "/engines/"},
@@ -47,10 +49,10 @@ func TestBrowserAccessibility(t *testing.T) {
 		for _, p := range pages {
 			navigate(t, ctx, s.URL+p.path)
 			switch p.path {
-			case "/", "/no/such/page", "/connections/", "/doctor/", "/engines/":
-			case "/fragments/": // htmx's stream, not sselab's panel
+			case "/", "/no/such/page", "/connections/", "/doctor/", "/engines/", "/fragments/clients":
+			case "/fragments/", "/fragments/datastar/": // htmx's or Datastar's stream, not sselab's panel
 				eventually(t, 5*time.Second, p.name+": the stream opened", func() bool {
-					return metric(t, s.URL, `sselab_open_streams{route="/fragments/stream"}`) >= 1
+					return metric(t, s.URL, `sselab_open_streams{route="`+p.path+`stream"}`) >= 1
 				})
 			default:
 				eventually(t, 5*time.Second, p.name+": the stream opened", func() bool { return opened(t, ctx) >= 1 })

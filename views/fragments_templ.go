@@ -9,7 +9,7 @@ import "github.com/a-h/templ"
 import templruntime "github.com/a-h/templ/runtime"
 
 // ChatItem is one chat message as server-rendered HTML: the fragment the
-// fragments page swaps in. templ escapes the user's text.
+// fragments pages put into the list. templ escapes the user's text.
 func ChatItem(m ChatMessage) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
@@ -78,9 +78,10 @@ func ChatItem(m ChatMessage) templ.Component {
 	})
 }
 
-// FragmentsPage is the chat the hypermedia way: htmx and its SSE extension
-// connect and swap each message in; sselab has no script of its own here.
-func FragmentsPage() templ.Component {
+// FragmentsPage is the chat with htmx 4: hx-sse connects and swaps each
+// unnamed event (a rendered message) into the list; sselab has no script
+// of its own here.
+func FragmentsPage(m ClientsMeasured) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -113,7 +114,23 @@ func FragmentsPage() templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, "<h1>Fragments <small>templ over SSE, with htmx</small></h1><div class=\"grid\"><section class=\"panel\" aria-labelledby=\"msgs-heading\"><h2 id=\"msgs-heading\">Messages</h2><div hx-ext=\"sse\" sse-connect=\"/fragments/stream\" role=\"log\" aria-live=\"polite\" aria-label=\"messages\"><ol class=\"chat\" data-testid=\"fragments\" sse-swap=\"message\" hx-swap=\"beforeend\" tabindex=\"0\" aria-label=\"messages\"></ol></div><form method=\"post\" action=\"/chat/post\" class=\"say\" data-testid=\"fragments-say\" hx-post=\"/chat/post\" hx-swap=\"none\" hx-on::after-request=\"if (event.detail.successful) this.reset()\"><label for=\"fragment-message\">Message</label> <textarea id=\"fragment-message\" name=\"message\" rows=\"2\" required></textarea> <button type=\"submit\">Send</button></form><p class=\"hint\">The same channel as <a href=\"/chat/\">the chat</a>: post there or here, both pages show it.</p></section><section class=\"panel lesson\"><h2>The lesson</h2><p>Here the server sends <b>HTML</b>: each message is rendered once, when it is posted, by a templ component (the user's text escaped by templ), and <a href=\"https://htmx.org/extensions/sse/\">htmx's SSE extension</a> swaps it into the list. This page has no script of sselab's own.</p><p><b>Render, then send.</b> The component renders into a buffer first (<code>sse.Render</code>), so a template that fails sends nothing rather than half an event; HTML with line breaks goes out as several <code>data:</code> lines of one event, which the browser joins again. Read the wire below to see them.</p><p><b>One channel, two renderings.</b> <code>/chat/stream</code> sends the same messages as text, with the same ids: a message carries both renderings, each encoded once per publish, never per subscriber. The chat's page turns text into list items with a script; this one receives list items.</p><p><b>Replay keeps the list whole.</b> Every event has an <code>id:</code>; when the stream is cut, EventSource reconnects with <code>Last-Event-ID</code> and the server sends exactly what was missed, so nothing is lost and nothing is shown twice.</p></section></div>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 5, "<h1>Fragments <small>templ over SSE, with htmx 4</small></h1>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = fragmentsNav("htmx").Render(ctx, templ_7745c5c3_Buffer)
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, " <div class=\"grid\"><section class=\"panel\" aria-labelledby=\"msgs-heading\"><h2 id=\"msgs-heading\">Messages</h2><div hx-sse:connect=\"/fragments/stream\" hx-sse:close=\"close\" hx-target=\"#fragment-list\" hx-swap=\"beforeend\" data-testid=\"fragments-source\" hx-on:gap=\"this.querySelector('[data-testid=gap]').textContent = 'gap: ' + event.detail.data\" hx-on:htmx:sse:after:connection=\"this.dataset.state = 'open'\" hx-on:htmx:sse:close=\"this.dataset.state = 'closed'\"><ol id=\"fragment-list\" class=\"chat\" data-testid=\"fragments\" tabindex=\"0\" role=\"log\" aria-live=\"polite\" aria-label=\"messages\"></ol><p class=\"hint\" data-testid=\"gap\" role=\"status\"></p></div><form method=\"post\" action=\"/chat/post\" class=\"say\" data-testid=\"fragments-say\" hx-post=\"/chat/post\" hx-swap=\"none\" hx-on:htmx:after:request=\"this.reset()\"><label for=\"fragment-message\">Message</label> <textarea id=\"fragment-message\" name=\"message\" rows=\"2\" required></textarea> <button type=\"submit\">Send</button></form><p class=\"hint\">The same channel as <a href=\"/chat/\">the chat</a> and <a href=\"/fragments/datastar/\">its Datastar rendering</a>: post on any, all show it.</p></section><section class=\"panel lesson\"><h2>The lesson</h2><p>Here the server sends <b>HTML</b>: each message is rendered once, when it is posted, by a templ component (the user's text escaped by templ), and <a href=\"https://four.htmx.org/\">htmx 4</a>'s <code>hx-sse</code> swaps each unnamed event into the list (a named event, such as <code>gap</code>, becomes a DOM event instead). This page has no script of sselab's own.</p><p><b>Render, then send.</b> The component renders into a buffer first, so a template that fails sends nothing rather than half an event; HTML with line breaks goes out as several <code>data:</code> lines of one event, and a CR or NUL in a user's text as a character reference.</p><p><b>hx-sse is not EventSource.</b> It reads the stream with <code>fetch()</code>, sends <code>Last-Event-ID</code> on its reconnects, backs off from 500 ms to 60 s with ±30 % jitter, closes the stream while the tab is hidden, and comes back after a <code>204</code> and after any error status, where EventSource stops for good. So sselab stops it with the event its <code>hx-sse:close</code> names, and puts <code>event: retry</code> beside the <code>retry:</code> of a refusal or a restart, the only way <code>retry:</code> reaches it.</p><p><b>One channel, three renderings.</b> <code>/chat/stream</code> sends the same messages as text and <code>/fragments/datastar/stream</code> as Datastar's events, with the same ids: each rendering is encoded once per publish, never per subscriber.</p></section></div><section class=\"panel\"><h2>What htmx 4 does, beside EventSource</h2>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = clientsTable(m, "htmx4", false).Render(ctx, templ_7745c5c3_Buffer)
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 7, "<p class=\"hint\">Measured by the tests; <a href=\"/fragments/clients\">run the probes in your browser</a>.</p></section>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -121,13 +138,143 @@ func FragmentsPage() templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 6, " <script src=\"/assets/vendor/htmx.min.js\"></script> <script src=\"/assets/vendor/htmx-ext-sse.min.js\"></script>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 8, " <script src=\"/assets/vendor/htmx.min.js\"></script> <script src=\"/assets/vendor/htmx-hx-sse.min.js\"></script>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
 			return nil
 		})
 		templ_7745c5c3_Err = layout("Fragments").Render(templ.WithChildren(ctx, templ_7745c5c3_Var6), templ_7745c5c3_Buffer)
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		return nil
+	})
+}
+
+// DatastarPage is the chat with Datastar: its @get reads
+// /fragments/datastar/stream, whose datastar-patch-elements events append
+// each rendered message to #messages.
+func DatastarPage(m ClientsMeasured) templ.Component {
+	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
+		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
+		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
+			return templ_7745c5c3_CtxErr
+		}
+		templ_7745c5c3_Buffer, templ_7745c5c3_IsBuffer := templruntime.GetBuffer(templ_7745c5c3_W)
+		if !templ_7745c5c3_IsBuffer {
+			defer func() {
+				templ_7745c5c3_BufErr := templruntime.ReleaseBuffer(templ_7745c5c3_Buffer)
+				if templ_7745c5c3_Err == nil {
+					templ_7745c5c3_Err = templ_7745c5c3_BufErr
+				}
+			}()
+		}
+		ctx = templ.InitializeContext(ctx)
+		templ_7745c5c3_Var7 := templ.GetChildren(ctx)
+		if templ_7745c5c3_Var7 == nil {
+			templ_7745c5c3_Var7 = templ.NopComponent
+		}
+		ctx = templ.ClearChildren(ctx)
+		templ_7745c5c3_Var8 := templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
+			templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
+			templ_7745c5c3_Buffer, templ_7745c5c3_IsBuffer := templruntime.GetBuffer(templ_7745c5c3_W)
+			if !templ_7745c5c3_IsBuffer {
+				defer func() {
+					templ_7745c5c3_BufErr := templruntime.ReleaseBuffer(templ_7745c5c3_Buffer)
+					if templ_7745c5c3_Err == nil {
+						templ_7745c5c3_Err = templ_7745c5c3_BufErr
+					}
+				}()
+			}
+			ctx = templ.InitializeContext(ctx)
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 9, "<h1>Fragments <small>templ over SSE, with Datastar</small></h1>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = fragmentsNav("datastar").Render(ctx, templ_7745c5c3_Buffer)
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 10, " <div class=\"grid\"><section class=\"panel\" aria-labelledby=\"msgs-heading\"><h2 id=\"msgs-heading\">Messages</h2><div data-init=\"@get('/fragments/datastar/stream', {retry: 'always'})\" data-testid=\"datastar-source\"><ol id=\"messages\" class=\"chat\" data-testid=\"fragments\" tabindex=\"0\" role=\"log\" aria-live=\"polite\" aria-label=\"messages\"></ol></div><form method=\"post\" action=\"/chat/post\" class=\"say\" data-testid=\"fragments-say\" data-on:submit__prevent=\"@post('/chat/post', {contentType: 'form'})\" data-on:datastar-fetch=\"evt.detail.type === 'finished' && el.reset()\"><label for=\"fragment-message\">Message</label> <textarea id=\"fragment-message\" name=\"message\" rows=\"2\" required></textarea> <button type=\"submit\">Send</button></form><p class=\"hint\">The same channel as <a href=\"/chat/\">the chat</a> and <a href=\"/fragments/\">its htmx rendering</a>: post on any, all show it.</p></section><section class=\"panel lesson\"><h2>The lesson</h2><p><a href=\"https://data-star.dev/\">Datastar</a> reads its own events: each message is a <code>datastar-patch-elements</code> event made once, when it is posted, by Datastar's Go SDK (<code>PatchElementTempl</code> on the same templ component), with <code>selector #messages</code> and <code>mode append</code>; the hub sends it with an id like every event, and Datastar sends <code>Last-Event-ID</code> back when it reconnects.</p><p><b>Its lines are split on LF only.</b> The SDK writes HTML into <code>data:</code> lines at each LF; templ leaves a CR in a user's text as it is, and every SSE parser ends a line at a CR. So sselab renders CR (and NUL) as character references first: a CR in a message shows as the same character and can never start a field.</p><p><b>Datastar stops where EventSource comes back.</b> By default it retries only after a network error: a clean end, which is how rule 7 refuses and rule 8 restarts, ends it for good, and so does any status but 200. This page asks for <code>retry: 'always'</code>: it then comes back after an end and after an error (taking the <code>retry:</code> it was sent, doubling it on failures, with no jitter), and stops on a <code>204</code>, which is sselab's stop. It also closes the stream while the tab is hidden.</p></section></div><section class=\"panel\"><h2>What Datastar does, beside EventSource</h2>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = clientsTable(m, "datastar-always", false).Render(ctx, templ_7745c5c3_Buffer)
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 11, "<p class=\"hint\">Measured by the tests; <a href=\"/fragments/clients\">run the probes in your browser</a>.</p></section>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = wirePanel("/fragments/datastar/stream").Render(ctx, templ_7745c5c3_Buffer)
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 12, " <script type=\"module\" src=\"/assets/vendor/datastar.js\"></script>")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+			return nil
+		})
+		templ_7745c5c3_Err = layout("Fragments: Datastar").Render(templ.WithChildren(ctx, templ_7745c5c3_Var8), templ_7745c5c3_Buffer)
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		return nil
+	})
+}
+
+// fragmentsNav links the renderings of the chat.
+func fragmentsNav(current string) templ.Component {
+	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
+		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
+		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
+			return templ_7745c5c3_CtxErr
+		}
+		templ_7745c5c3_Buffer, templ_7745c5c3_IsBuffer := templruntime.GetBuffer(templ_7745c5c3_W)
+		if !templ_7745c5c3_IsBuffer {
+			defer func() {
+				templ_7745c5c3_BufErr := templruntime.ReleaseBuffer(templ_7745c5c3_Buffer)
+				if templ_7745c5c3_Err == nil {
+					templ_7745c5c3_Err = templ_7745c5c3_BufErr
+				}
+			}()
+		}
+		ctx = templ.InitializeContext(ctx)
+		templ_7745c5c3_Var9 := templ.GetChildren(ctx)
+		if templ_7745c5c3_Var9 == nil {
+			templ_7745c5c3_Var9 = templ.NopComponent
+		}
+		ctx = templ.ClearChildren(ctx)
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "<p class=\"buttons\" data-testid=\"renderings\">Renderings: <a href=\"/chat/\">EventSource (text)</a> ")
+		if templ_7745c5c3_Err != nil {
+			return templ_7745c5c3_Err
+		}
+		if current == "htmx" {
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "<b>htmx 4</b> ")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+		} else {
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "<a href=\"/fragments/\">htmx 4</a> ")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+		}
+		if current == "datastar" {
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, "<b>Datastar</b> ")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+		} else {
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 17, "<a href=\"/fragments/datastar/\">Datastar</a> ")
+			if templ_7745c5c3_Err != nil {
+				return templ_7745c5c3_Err
+			}
+		}
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, "<a href=\"/fragments/clients\">what each client does</a></p>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
