@@ -46,6 +46,7 @@ type config struct {
 	redis          bool   // compare sselab in memory mode with sselab on a redis-server
 	channels       int    // spread streams over this many token channels; 0: one
 	restart        bool   // the restart scenario: streams move from instance A to B
+	clients        bool   // with restart: once per client kind (clientKinds)
 	instances      int    // with -redis: sselab instances on the one redis-server
 	sselab         string
 	url            string
@@ -100,6 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.redis, "redis", false, "in place of the baseline, measure sselab in memory mode beside sselab -redis on a redis-server this tool starts (redis-server on PATH or SSELAB_REDIS_SERVER), both pinned to -server-cpu")
 	fs.IntVar(&cfg.instances, "instances", 1, "with -redis: run this many sselab instances on the one redis-server, streams and posts dealt out between them in turn")
 	fs.BoolVar(&cfg.restart, "restart", false, "the restart scenario: N streams on sselab A, posts to sselab B (both -redis on a redis-server this tool starts), SIGTERM to A a third of the way through; every client reconnects to B with its Last-Event-ID, after A's parting retry and, in a second run, after the same 3s for all; reports the time until all are back, the reconnect peak, events lost and duplicated")
+	fs.BoolVar(&cfg.clients, "clients", false, "with -restart: a run per kind of client, each reconnecting by its own rules (EventSource, htmx 4's hx-sse, htmx 4 as if retry: came alone, Datastar with retry 'always' and by default), in place of the runs with and without the spread")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "rounds of baseline then sselab; the report takes each figure's median")
 	fs.BoolVar(&cfg.json, "json", false, "print JSON")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "stop everything after this long")
@@ -136,6 +138,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if (cfg.redis || cfg.restart) && cfg.url != "" {
 		return errors.New("-redis and -restart start their own servers: give -sselab, not -url")
+	}
+	if cfg.clients && !cfg.restart {
+		return errors.New("-clients is a way to run -restart: give both")
 	}
 	if cfg.restart {
 		return runRestart(ctx, cfg, stdout)

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"sselab/app/sse"
 )
 
 // buildDir holds what the tests build; TestMain removes it.
@@ -247,5 +250,78 @@ func TestSmallRestartRun(t *testing.T) {
 	}
 	if with := rep.Rounds[0]["spread"]; with.Parted != 30 {
 		t.Errorf("spread: %d clients told a retry by A, want 30", with.Parted)
+	}
+}
+
+// The restart scenario with each client's own rules, at a small scale:
+// every kind comes back with every event once, except Datastar's default,
+// which a clean end stops for good.
+func TestSmallRestartClientsRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds sselab and runs two servers and redis-server, once per client kind")
+	}
+	needRedis(t)
+	bin := sselabBinary(t)
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-sselab", bin, "-restart", "-clients", "-n", "20", "-rate", "10", "-duration", "3s", "-sources", "4",
+		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Rounds []map[string]restartResult
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if len(rep.Rounds) != 1 || len(rep.Rounds[0]) != len(clientKinds) {
+		t.Fatalf("rounds %s, want one with each of %d kinds", out.String(), len(clientKinds))
+	}
+	for name, r := range rep.Rounds[0] {
+		want := 20
+		if name == "datastar_auto" {
+			want = 0
+		}
+		if r.Back != want || r.Parted != 20 || r.Duplicated != 0 || r.Errors != 0 || want > 0 && r.Lost != 0 {
+			t.Errorf("%s: %+v, want %d clients back, every event once", name, r, want)
+		}
+	}
+}
+
+// The rules as each client's source has them: which delay follows rule 8's
+// parting block.
+func TestClientKindsRules(t *testing.T) {
+	block := []byte(": open\n\n" + sse.RetryBlock("the server is restarting", 3*time.Second).String())
+	if !namedRetry(block) {
+		t.Fatalf("rule 8's block %q: want its retry: named", block)
+	}
+	if namedRetry([]byte(": open\n\nretry: 3000\n\n")) {
+		t.Fatal("retry: alone: want it not named")
+	}
+	const r = 3 * time.Second
+	for range 100 {
+		if d, ok := (&htmx4{}).parted(r, true, true); !ok || d < r*7/10 || d > r*13/10 {
+			t.Fatalf("htmx 4 after a named retry: %v, want %v ±30%%", d, r)
+		}
+		if d, _ := (&htmx4{}).parted(r, true, false); d < 350*time.Millisecond || d > 650*time.Millisecond {
+			t.Fatalf("htmx 4 after retry: alone: %v, want its own 500 ms ±30%%", d)
+		}
+	}
+	if _, ok := (&datastar{}).parted(r, true, true); ok {
+		t.Error("Datastar's default came back after a clean end")
+	}
+	ds := &datastar{always: true}
+	got := []time.Duration{}
+	d, _ := ds.parted(r, true, false)
+	got = append(got, d)
+	for {
+		d, ok := ds.failed()
+		if !ok {
+			break
+		}
+		got = append(got, d)
+	}
+	if len(got) != 10 || got[0] != r || got[1] != 2*r || got[9] != 30*time.Second {
+		t.Errorf("Datastar 'always': delays %v, want 10: the retry, then doubling to 30 s", got)
 	}
 }

@@ -33,7 +33,7 @@ const sameRetry = 3 * time.Second
 
 // restartResult is what one restart run measured.
 type restartResult struct {
-	Spread       bool          `json:"spread"`
+	Kind         string        `json:"kind"` // the clients' reconnect rules (clientKind)
 	Streams      int           `json:"streams"`
 	Published    int           `json:"published"`
 	AllBack      time.Duration `json:"all_back_ns"` // from SIGTERM until the last client had its first event from B
@@ -56,13 +56,14 @@ type restartClient struct {
 	seen   []atomic.Uint32 // times each event (by sequence number) arrived
 	lastID string
 	parted bool          // A sent a retry
+	gaveUp bool          // its rules stopped it from coming back
 	end    time.Duration // since SIGTERM, when its stream on A ended
 	back   time.Duration // since SIGTERM, when its first event from B came; 0: not back
 }
 
 // restartRound runs the scenario once.
-func restartRound(ctx context.Context, cfg config, spread bool) (restartResult, error) {
-	res := restartResult{Spread: spread, Streams: cfg.n}
+func restartRound(ctx context.Context, cfg config, kind clientKind) (restartResult, error) {
+	res := restartResult{Kind: kind.name, Streams: cfg.n}
 	rs, url, err := startRedis(cfg)
 	if err != nil {
 		return res, err
@@ -103,16 +104,16 @@ func restartRound(ctx context.Context, cfg config, spread bool) (restartResult, 
 		go func() {
 			defer wg.Done()
 			// On A until it parts.
-			p := sse.NewParser(l.conn)
+			var last tail
+			p := sse.NewParser(io.TeeReader(l.conn, &last))
 			c.consume(p, 0)
 			l.conn.Close()
 			c.end = time.Since(time.Unix(0, sigterm.Load()))
-			delay := sameRetry
+			rules := kind.newPolicy()
 			r, ok := p.Retry()
-			if c.parted = ok; ok && spread {
-				delay = r
-			}
-			for rctx.Err() == nil {
+			c.parted = ok
+			delay, again := rules.parted(r, ok, namedRetry(last.b))
+			for again && rctx.Err() == nil {
 				if !pause(rctx, delay) {
 					return
 				}
@@ -124,7 +125,7 @@ func restartRound(ctx context.Context, cfg config, spread bool) (restartResult, 
 				nl, err := connect(rctx, ub.Host, cfg.streamOf(i), sourceAddr(i, cfg.sources), c.lastID)
 				if err != nil {
 					failures.add(fmt.Errorf("reconnect %d: %w", i, err))
-					delay = time.Second
+					delay, again = rules.failed()
 					continue
 				}
 				// Closing the connection when the run ends unblocks the read.
@@ -132,8 +133,9 @@ func restartRound(ctx context.Context, cfg config, spread bool) (restartResult, 
 				c.consume(sse.NewParser(nl.conn), sigterm.Load())
 				stop()
 				nl.conn.Close()
-				delay = time.Second
+				delay, again = rules.failed() // B ended it: only at the run's end
 			}
+			c.gaveUp = !again
 		}()
 	}
 
@@ -176,7 +178,7 @@ func restartRound(ctx context.Context, cfg config, spread bool) (restartResult, 
 
 	// Drain: until every client has every event, within a bound.
 	deadline := time.Now().Add(cfg.drain)
-	for time.Now().Before(deadline) && !allHave(clients) {
+	for time.Now().Before(deadline) && !allHave(clients) && !allGaveUp(clients) {
 		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
 	}
 	cancel()
@@ -244,6 +246,16 @@ func (c *restartClient) consume(p *sse.Parser, since int64) {
 	}
 }
 
+// allGaveUp reports whether no client will come back (Datastar's default).
+func allGaveUp(clients []*restartClient) bool {
+	for _, c := range clients {
+		if !c.gaveUp {
+			return false
+		}
+	}
+	return true
+}
+
 // allHave reports whether every client has every event.
 func allHave(clients []*restartClient) bool {
 	for _, c := range clients {
@@ -299,57 +311,78 @@ func postText(ctx context.Context, c *http.Client, url, data string) error {
 	return nil
 }
 
-// reportRestart prints the runs with and without the spread side by side.
-func reportRestart(w io.Writer, cfg config, with, without restartResult) error {
+// reportRestart prints the runs of one round side by side, a column per
+// client kind (with the ratio of the first two when there are two).
+func reportRestart(w io.Writer, cfg config, kinds []clientKind, rs []restartResult) error {
 	fmt.Fprintf(w, "ssebench restart %s: N=%d streams on A, %g posts/s to B for %v, A stopped after a third\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), cfg.n, cfg.rate, cfg.duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "\tspread (rule 8)\tsame %v for all\tratio\t\n", sameRetry)
-	row := func(name string, a, b float64, format string) {
-		ratio := "-"
-		if b > 0 {
-			ratio = fmt.Sprintf("%.2f", a/b)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, fmt.Sprintf(format, a), fmt.Sprintf(format, b), ratio)
+	fmt.Fprint(tw, "\t")
+	for _, k := range kinds {
+		fmt.Fprintf(tw, "%s\t", k.label)
 	}
-	row("clients back", float64(with.Back), float64(without.Back), "%.0f")
-	row("all back after (s)", with.AllBack.Seconds(), without.AllBack.Seconds(), "%.2f")
-	row("back p50 (s)", with.BackP50.Seconds(), without.BackP50.Seconds(), "%.2f")
-	row("peak reconnects/s", with.PeakPerSec, without.PeakPerSec, "%.0f")
-	row("reconnect attempts", float64(with.Reconnects), float64(without.Reconnects), "%.0f")
-	row("events lost", float64(with.Lost), float64(without.Lost), "%.0f")
-	row("events duplicated", float64(with.Duplicated), float64(without.Duplicated), "%.0f")
-	row("told a retry by A", float64(with.Parted), float64(without.Parted), "%.0f")
-	row("last stream on A ended (s)", with.LastEnd.Seconds(), without.LastEnd.Seconds(), "%.2f")
-	row("A's shutdown (s)", with.ShutdownTook.Seconds(), without.ShutdownTook.Seconds(), "%.2f")
-	row("errors", float64(with.Errors), float64(without.Errors), "%.0f")
+	if len(kinds) == 2 {
+		fmt.Fprint(tw, "ratio\t")
+	}
+	fmt.Fprintln(tw)
+	row := func(name, format string, f func(r restartResult) float64) {
+		fmt.Fprintf(tw, "%s\t", name)
+		for _, r := range rs {
+			fmt.Fprintf(tw, format+"\t", f(r))
+		}
+		if len(rs) == 2 {
+			ratio := "-"
+			if b := f(rs[1]); b > 0 {
+				ratio = fmt.Sprintf("%.2f", f(rs[0])/b)
+			}
+			fmt.Fprintf(tw, "%s\t", ratio)
+		}
+		fmt.Fprintln(tw)
+	}
+	row("clients back", "%.0f", func(r restartResult) float64 { return float64(r.Back) })
+	row("all back after (s)", "%.2f", func(r restartResult) float64 { return r.AllBack.Seconds() })
+	row("back p50 (s)", "%.2f", func(r restartResult) float64 { return r.BackP50.Seconds() })
+	row("peak reconnects/s", "%.0f", func(r restartResult) float64 { return r.PeakPerSec })
+	row("reconnect attempts", "%.0f", func(r restartResult) float64 { return float64(r.Reconnects) })
+	row("events lost", "%.0f", func(r restartResult) float64 { return float64(r.Lost) })
+	row("events duplicated", "%.0f", func(r restartResult) float64 { return float64(r.Duplicated) })
+	row("told a retry by A", "%.0f", func(r restartResult) float64 { return float64(r.Parted) })
+	row("last stream on A ended (s)", "%.2f", func(r restartResult) float64 { return r.LastEnd.Seconds() })
+	row("A's shutdown (s)", "%.2f", func(r restartResult) float64 { return r.ShutdownTook.Seconds() })
+	row("errors", "%.0f", func(r restartResult) float64 { return float64(r.Errors) })
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, r := range []restartResult{with, without} {
+	for _, r := range rs {
 		for _, e := range r.FirstErrors {
-			fmt.Fprintf(w, "spread=%v error: %s\n", r.Spread, e)
+			fmt.Fprintf(w, "%s error: %s\n", r.Kind, e)
 		}
 	}
 	return nil
 }
 
-// runRestart runs the scenario with the spread and without it, -rounds
-// times, and prints each round.
+// runRestart runs the scenario -rounds times: with the spread and without
+// it, or (-clients) once per client kind, and prints each round.
 func runRestart(ctx context.Context, cfg config, w io.Writer) error {
+	kinds := []clientKind{kindSpread, kindSame}
+	if cfg.clients {
+		kinds = clientKinds
+	}
 	var all []map[string]restartResult
 	for range cfg.rounds {
-		with, err := restartRound(ctx, cfg, true)
-		if err != nil {
-			return err
+		round := map[string]restartResult{}
+		var results []restartResult
+		for _, k := range kinds {
+			r, err := restartRound(ctx, cfg, k)
+			if err != nil {
+				return err
+			}
+			round[k.name] = r
+			results = append(results, r)
 		}
-		without, err := restartRound(ctx, cfg, false)
-		if err != nil {
-			return err
-		}
-		all = append(all, map[string]restartResult{"spread": with, "same_retry": without})
+		all = append(all, round)
 		if !cfg.json {
-			if err := reportRestart(w, cfg, with, without); err != nil {
+			if err := reportRestart(w, cfg, kinds, results); err != nil {
 				return err
 			}
 		}
