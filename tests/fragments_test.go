@@ -8,66 +8,71 @@ import (
 	"testing"
 	"time"
 
+	"sselab/app/hub/redistest"
 	"sselab/views"
 )
 
 // The chat's two fragment renderings in each engine and protocol: htmx 4
-// on /fragments/ and Datastar on /fragments/datastar/. Another person's
-// message arrives; a hostile message typed into the page's own form comes
-// back as one list item of text (no element, no forged event, its CR
-// kept as a character); and after a restart of the server in the middle,
-// each client comes back by itself (rule 8's parting block reaches both)
-// and shows what is posted on the new run.
+// on /fragments/ and Datastar on /fragments/datastar/, each on a server of
+// its own with -redis. Another person's message arrives; a hostile message
+// typed into the page's own form comes back as one list item of text (no
+// element, no forged event, its CR kept as a character). Then the page's
+// server restarts in the middle, and a message is posted on another
+// instance while it is down: each client comes back by itself (rule 8's
+// parting block reaches both), sends the last id it saw, and shows the
+// message it missed once and nothing twice.
 func TestEnginesFragments(t *testing.T) {
 	for _, page := range []struct{ name, path string }{{"htmx", "/fragments/"}, {"datastar", "/fragments/datastar/"}} {
-		t.Run(page.name, func(t *testing.T) {
-			t.Parallel()
-			inEachEngineAndProtocol(t, nil, func(t *testing.T, b *tab, s *server) {
-				b.Go(s.URL + page.path)
-				bob := chatClient(t, s.URL, "bob")
-				// The stream is open once a message posted now arrives:
-				// post until one does (the first may come before it opens,
-				// and then arrives as part of the latest 50 anyway).
-				bob.say("hi")
-				b.Until(10*time.Second, "bob's message", list("fragments")+`.some(t => t.endsWith("bob: hi"))`)
+		for _, proto := range []string{"http1", "tls"} {
+			t.Run(page.name+"/"+proto, func(t *testing.T) {
+				t.Parallel()
+				inEachEngine(t, proto == "tls", func(t *testing.T, b *tab) {
+					args := []string{"-redis", redistest.Start(t).URL}
+					client := plainClient
+					if proto == "tls" {
+						args, client = append(args, "-tls"), h2Client(false)
+					}
+					s := startServer(t, args...)
+					b.Go(s.URL + page.path)
+					chatClient(t, s.URL, "bob").say("hi")
+					b.Until(10*time.Second, "bob's message", list("fragments")+`.some(t => t.endsWith("bob: hi"))`)
 
-				const hostile = "<img src=x onerror=alert(1)>\r\nevent: forged\rid: 999\x00\ndata: x</script>"
-				b.Eval(`(() => { const f = document.querySelector("[data-testid=fragments-say]");
-					f.elements.message.value = `+jsString(hostile)+`; f.requestSubmit(); return true; })()`, new(bool))
-				// The textarea keeps each line break as LF and the form sends it
-				// as CRLF, whose CR the fragment carries as a reference; NUL
-				// arrives as U+FFFD: what shows is the text typed.
-				want := "anonymous: <img src=x onerror=alert(1)>\nevent: forged\nid: 999\uFFFD\ndata: x</script>"
-				b.Until(10*time.Second, "the hostile message as text",
-					`[...document.querySelectorAll("[data-testid=fragments] li")].some(li => li.textContent.replace(/\r\n/g, "\n").endsWith(`+jsString(want)+`))`)
-				if b.Bool(`document.querySelector("[data-testid=fragments] img, [data-testid=fragments] script") !== null`) {
-					t.Errorf("%s: a message became an element", b.engine)
-				}
-				if got := b.String(`String(document.querySelectorAll("[data-testid=fragments] li").length)`); got != "2" {
-					t.Errorf("%s: %s items, want 2: a line of a message became an event or a message", b.engine, got)
-				}
+					const hostile = "<img src=x onerror=alert(1)>\r\nevent: forged\rid: 999\x00\ndata: x</script>"
+					b.Eval(`(() => { const f = document.querySelector("[data-testid=fragments-say]");
+						f.elements.message.value = `+jsString(hostile)+`; f.requestSubmit(); return true; })()`, new(bool))
+					// The textarea keeps each line break as LF and the form sends
+					// it as CRLF, whose CR the fragment carries as a reference;
+					// NUL arrives as U+FFFD: what shows is the text typed.
+					want := "anonymous: <img src=x onerror=alert(1)>\nevent: forged\nid: 999\uFFFD\ndata: x</script>"
+					b.Until(10*time.Second, "the hostile message as text",
+						`[...document.querySelectorAll("[data-testid=fragments] li")].some(li => li.textContent.replace(/\r\n/g, "\n").endsWith(`+jsString(want)+`))`)
+					if b.Bool(`document.querySelector("[data-testid=fragments] img, [data-testid=fragments] script") !== null`) {
+						t.Errorf("%s: a message became an element", b.engine)
+					}
+					if got := b.String(`String(document.querySelectorAll("[data-testid=fragments] li").length)`); got != "2" {
+						t.Errorf("%s: %s items, want 2: a line of a message became an event or a message", b.engine, got)
+					}
 
-				addr := s.URL[strings.Index(s.URL, "//")+2:]
-				if err := s.Stop(); err != nil {
-					t.Fatal(err)
-				}
-				var args []string
-				if strings.HasPrefix(s.URL, "https:") {
-					args = append(args, "-tls")
-				}
-				s2 := startServerAt(t, addr, args...)
-				// Each client comes back by itself after the parting retry.
-				client, route := plainClient, page.path+"stream"
-				if len(args) > 0 {
-					client = h2Client(false)
-				}
-				eventually(t, 30*time.Second, "the page's stream back on the new run", func() bool {
-					return metricOf(t, client, s2.URL, `sselab_open_streams{route="`+route+`"}`) >= 1
+					addr := s.URL[strings.Index(s.URL, "//")+2:]
+					if err := s.Stop(); err != nil {
+						t.Fatal(err)
+					}
+					other := startServer(t, args...)
+					chatClient(t, other.URL, "dan").say("while it was down")
+					s2 := startServerAt(t, addr, args...)
+					route := page.path + "stream"
+					eventually(t, 30*time.Second, "the page's stream back on the restarted server", func() bool {
+						return metricOf(t, client, s2.URL, `sselab_open_streams{route="`+route+`"}`) >= 1
+					})
+					b.Until(10*time.Second, "the message posted while it was down", list("fragments")+`.some(t => t.endsWith("dan: while it was down"))`)
+					chatClient(t, s2.URL, "carol").say("after the restart")
+					b.Until(10*time.Second, "carol's message after the restart", list("fragments")+`.some(t => t.endsWith("carol: after the restart"))`)
+					if got := b.String(`String(document.querySelectorAll("[data-testid=fragments] li").length)`); got != "4" {
+						t.Errorf("%s: %s items after the restart, want 4, each message once: %s", b.engine, got, b.String(list("fragments")+`.join(" | ")`))
+					}
 				})
-				chatClient(t, s2.URL, "carol").say("after the restart")
-				b.Until(10*time.Second, "carol's message on the new run", list("fragments")+`.some(t => t.endsWith("carol: after the restart"))`)
 			})
-		})
+		}
 	}
 }
 
