@@ -30,6 +30,7 @@ type Config struct {
 	MaxConns     int           // open connections, of every protocol; the longest waiting goes first (see conns)
 	RedisURL     string        // channels through Redis when set
 	SessionKey   string        // signs chat session cookies; empty: random, or shared through Redis
+	SessionTTL   time.Duration // an inbox sign-in lasts this long
 	JSON         bool          // token data must be JSON
 	IDs          bool          // token events carry ids
 	Debug        bool          // debug logging
@@ -56,6 +57,7 @@ func DefaultConfig() Config {
 		MaxChannels:  hub.DefaultMaxChannels,
 		ChannelTTL:   hub.DefaultIdleTTL,
 		RedisMemory:  hub.DefaultStoreBytes,
+		SessionTTL:   24 * time.Hour,
 	}
 }
 
@@ -95,6 +97,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "open connections of every protocol, a quarter of them waiting (idle, or not done with their handshake or first request); past it the one that waited longest goes first (lowered to fit the descriptor limit)")
 	fs.StringVar(&cfg.RedisURL, "redis", cfg.RedisURL, "Redis URL, e.g. redis://localhost:6379/0 (env REDIS_URL); empty: in memory")
 	fs.StringVar(&cfg.SessionKey, "session-key", cfg.SessionKey, "secret that signs chat session cookies (env SSELAB_SESSION_KEY); empty: random per process, or shared through Redis with -redis")
+	fs.Var((*duration)(&cfg.SessionTTL), "session-ttl", "an inbox sign-in ends after this `duration`, its streams with it")
 	fs.BoolVar(&cfg.JSON, "json", false, "token event data must be valid JSON")
 	fs.BoolVar(&cfg.JSON, "j", false, "same as -json")
 	fs.BoolVar(&cfg.IDs, "id", false, "token events carry ids")

@@ -7,10 +7,12 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"sselab/app/cli"
 	"sselab/app/doctor"
 	"sselab/app/hub"
+	"sselab/app/inbox"
 	"sselab/app/timefeed"
 	"sselab/app/tokens"
 	"sselab/assets"
@@ -163,6 +165,28 @@ func Demos() []Demo {
 					{Methods: get, Path: "/connections/", Handler: conn.Page, Doc: "Opens n streams (default 8, ?n=1..32) and shows which wait for a connection.", Curl: "curl {base}/connections/"},
 					{Methods: get, Path: "/connections/stream", Handler: conn.Stream, Stream: true,
 						Doc: "One of that page's streams: an opened event naming the protocol, then keepalives.", Curl: "curl -N '{base}/connections/stream?i=0'"},
+				}
+			}},
+		{Title: "Inbox", Nav: "Inbox", Href: "/inbox/", Seed: "the CherryPy write-up's closing words",
+			Lesson: "Authentication and sessions, and a stream from your domain only: sign in with a password (kept as an argon2id hash), read a stream that the session cookie alone opens, and see sign-out end it on every instance within a second.",
+			Routes: func(d Deps, _ []Route) []Route {
+				var store inbox.Store = inbox.NewMemory()
+				if r, ok := d.Broker.(interface{ Redis() *redis.Client }); ok {
+					store = inbox.NewRedis(r.Redis()) // accounts and sessions beside the channels, for every instance
+				}
+				in := handlers.NewInbox(d.Broker, store, d.Config.Keepalive, d.Config.SessionTTL, d.Logger)
+				return []Route{
+					{Methods: get, Path: "/inbox/", Handler: in.Page, Doc: "A sign-in form until signed in, then your inbox and a form to send to another user.", Curl: "curl {base}/inbox/"},
+					{Methods: post, Path: "/inbox/login", Handler: in.Login,
+						Doc:  "Form user and password (8..128 bytes): the first sign-in claims the name; later ones need its password (else 401); a look-alike of a name in use 409; too many attempts 429. Sets the session cookie, 303 to /inbox/.",
+						Curl: "curl -i -d user=ann -d password=correct-horse {base}/inbox/login"},
+					{Methods: post, Path: "/inbox/logout", Handler: in.Logout, Doc: "Ends this session (everywhere=1: every session of the user) and its streams on every instance; 303 to /inbox/.",
+						Curl: "curl -i -b 'sselab_inbox=...' -X POST {base}/inbox/logout"},
+					{Methods: get, Path: "/inbox/stream", Handler: in.Stream, Stream: true, Changes: true,
+						Doc:  "The signed-in user's own stream: message events, ids, replay within their channel; without a valid session 401; ends when the session does.",
+						Curl: "curl -N -b 'sselab_inbox=...' {base}/inbox/stream"},
+					{Methods: post, Path: "/inbox/send", Handler: in.Send, Doc: "Form to and message: to that user's inbox; 204 (303 for a plain form); not signed in 401; unknown user 404.",
+						Curl: "curl -b 'sselab_inbox=...' -d to=bob -d message=hi {base}/inbox/send"},
 				}
 			}},
 		{Title: "Engines", Nav: "Engines", Href: "/engines/", Seed: "your browser's engine",

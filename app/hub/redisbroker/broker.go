@@ -1260,6 +1260,11 @@ func (b *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) 
 	return hex.DecodeString(v)
 }
 
+// Redis is the broker's client, for a demo that keeps more than channels
+// in the same store (the inbox's accounts and sessions). The broker owns
+// it: Close closes it.
+func (b *Broker) Redis() *redis.Client { return b.rdb }
+
 // Close stops the loops, ends every subscription and disconnects.
 func (b *Broker) Close() error {
 	b.cancel()
