@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/redis/go-redis/v9"
 
 	"sselab/app/cli"
 	"sselab/app/doctor"
@@ -170,11 +169,7 @@ func Demos() []Demo {
 		{Title: "Inbox", Nav: "Inbox", Href: "/inbox/", Seed: "the CherryPy write-up's closing words",
 			Lesson: "Authentication and sessions, and a stream from your domain only: sign in with a password (kept as an argon2id hash), read a stream that the session cookie alone opens, and see sign-out end it on every instance within a second.",
 			Routes: func(d Deps, _ []Route) []Route {
-				var store inbox.Store = inbox.NewMemory()
-				if r, ok := d.Broker.(interface{ Redis() *redis.Client }); ok {
-					store = inbox.NewRedis(r.Redis()) // accounts and sessions beside the channels, for every instance
-				}
-				in := handlers.NewInbox(d.Broker, store, d.Config.Keepalive, d.Config.SessionTTL, d.Logger)
+				in := handlers.NewInbox(d.Broker, inbox.StoreFor(d.Broker), d.Config.Keepalive, d.Config.SessionTTL, d.Logger)
 				return []Route{
 					{Methods: get, Path: "/inbox/", Handler: in.Page, Doc: "A sign-in form until signed in, then your inbox and a form to send to another user.", Curl: "curl {base}/inbox/"},
 					{Methods: post, Path: "/inbox/login", Handler: in.Login,

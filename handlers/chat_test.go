@@ -2,22 +2,11 @@ package handlers_test
 
 import (
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"testing/synctest"
 )
-
-func form(kv ...string) string {
-	v := url.Values{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		v.Set(kv[i], kv[i+1])
-	}
-	return v.Encode()
-}
-
-const formType = "application/x-www-form-urlencoded"
 
 // login returns the session cookie for user.
 func login(t *testing.T, ts *testServer, user string) string {

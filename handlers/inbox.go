@@ -43,13 +43,19 @@ const (
 	inboxRecent = 50
 )
 
+// inboxBroker is what the inbox needs of the broker.
+type inboxBroker interface {
+	publisher
+	subscriber
+}
+
 // Inbox serves the private inbox demo under /inbox/: a person signs in
 // with a name and a password (the first sign-in claims the name), reads a
 // stream that only their session opens, and sends messages to others by
 // name. The stream's channel comes from the session alone; a session's
 // end (sign-out, "everywhere", expiry) ends its streams on every instance.
 type Inbox struct {
-	b         chatBroker
+	b         inboxBroker
 	store     inbox.Store
 	keepalive time.Duration
 	ttl       time.Duration
@@ -87,7 +93,7 @@ func (checkAgain) PartingEvent() sse.Event {
 }
 
 // NewInbox returns the inbox handlers.
-func NewInbox(b chatBroker, store inbox.Store, keepalive, ttl time.Duration, log *slog.Logger) *Inbox {
+func NewInbox(b inboxBroker, store inbox.Store, keepalive, ttl time.Duration, log *slog.Logger) *Inbox {
 	return &Inbox{b: b, store: store, keepalive: keepalive, ttl: ttl, log: log, streams: map[*inboxStream]struct{}{}}
 }
 

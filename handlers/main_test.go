@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -88,6 +89,17 @@ func (ts *testServer) open(ctx context.Context, target string, header ...string)
 	}()
 	return w, cancel, func() { <-done }
 }
+
+// form is a form body of the pairs kv, for a body of type formType.
+func form(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return v.Encode()
+}
+
+const formType = "application/x-www-form-urlencoded"
 
 func wantStatus(t *testing.T, got, want int, body string) {
 	t.Helper()

@@ -28,6 +28,7 @@ var pages = []struct{ name, path string }{
 	{"fragments-datastar", "/fragments/datastar/"},
 	{"fragments-clients", "/fragments/clients"},
 	{"connections", "/connections/"},
+	{"inbox-sign-in", "/inbox/"},
 	{"doctor", "/doctor/"},
 	{"engines", "/engines/"},
 	{"notfound", "/no/such/page"},
@@ -49,7 +50,7 @@ func TestBrowserAccessibility(t *testing.T) {
 		for _, p := range pages {
 			navigate(t, ctx, s.URL+p.path)
 			switch p.path {
-			case "/", "/no/such/page", "/connections/", "/doctor/", "/engines/", "/fragments/clients":
+			case "/", "/no/such/page", "/connections/", "/doctor/", "/engines/", "/fragments/clients", "/inbox/":
 			case "/fragments/", "/fragments/datastar/": // htmx's or Datastar's stream, not sselab's panel
 				eventually(t, 5*time.Second, p.name+": the stream opened", func() bool {
 					return metric(t, s.URL, `sselab_open_streams{route="`+p.path+`stream"}`) >= 1

@@ -19,6 +19,16 @@ type Redis struct {
 
 const redisPrefix = "sselab:inbox:"
 
+// StoreFor is the store beside broker's channels: in its Redis when it has
+// one (the Redis broker's Redis method), so that every instance shares
+// accounts and sessions; else in this process's memory.
+func StoreFor(broker any) Store {
+	if r, ok := broker.(interface{ Redis() *redis.Client }); ok {
+		return NewRedis(r.Redis())
+	}
+	return NewMemory()
+}
+
 // NewRedis keeps the store in rdb, the broker's client (which fails fast:
 // no retries, a bound on each command); whoever made rdb closes it.
 func NewRedis(rdb *redis.Client) *Redis { return &Redis{rdb: rdb} }
