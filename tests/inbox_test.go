@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -262,5 +263,69 @@ func TestEnginesInbox(t *testing.T) {
 		b.Until(5*time.Second, "the stream closed for good", `document.querySelector("[data-testid=ready-state]").textContent === "CLOSED"`)
 		b.Go(s.URL + "/inbox/")
 		b.Until(10*time.Second, "the sign-in form again", `document.querySelector("[data-testid=login]") !== null`)
+	})
+}
+
+// A page on another site, opened in the browser of a signed-in user,
+// tries what it can with the user's cookies: EventSource on the inbox
+// stream with credentials, a fetch() post in no-cors mode, and a plain
+// form post. The stream never opens for it (no CORS allowance; the cookie
+// is SameSite=Strict) and nothing is sent as the user: bob's inbox gets
+// carol's message, posted afterwards, and nothing before it.
+func TestEnginesInboxFromAnotherSite(t *testing.T) {
+	inEachEngine(t, false, func(t *testing.T, b *tab) {
+		s := startServer(t)
+		target := s.URL // http://127.0.0.1:port; the other site is http://localhost:port2
+		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, `<!doctype html><title>another site</title>
+<form id="f" method="post" action="%[1]s/inbox/send"><input name="to" value="bob"><input name="message" value="forged by a form"></form>
+<script>
+window.result = {events: 0, errors: 0, state: -1, post: "pending"};
+const es = new EventSource(%[2]q + "/inbox/stream", {withCredentials: true});
+es.addEventListener("message", () => result.events++);
+es.addEventListener("error", () => { result.errors++; result.state = es.readyState; });
+fetch(%[2]q + "/inbox/send", {method: "POST", credentials: "include", mode: "no-cors",
+	headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "to=bob&message=forged+by+fetch"})
+	.then(() => result.post = "answered", () => result.post = "failed");
+</script>`, target, target)
+		}))
+		t.Cleanup(evil.Close)
+		_, port, _ := net.SplitHostPort(strings.TrimPrefix(evil.URL, "http://"))
+		other := "http://localhost:" + port
+
+		bob := signInAs(t, target, "bob", "bob's password", nil)
+		bobs := bob.open(target)
+		b.Go(target + "/inbox/")
+		b.Eval(`(() => { const f = document.querySelector("[data-testid=login]");
+			f.elements.user.value = "ann"; f.elements.password.value = "ann's password";
+			setTimeout(() => f.requestSubmit()); return true; })()`, new(bool))
+		b.Until(10*time.Second, "signed in as ann", `document.querySelector("[data-testid=user]")?.textContent === "ann"`)
+
+		b.Go(other + "/")
+		b.Until(10*time.Second, "the other site's attempts done", `window.result.post !== "pending" && window.result.state === 2`)
+		var res struct{ Events, Errors, State int }
+		b.Eval(`window.result`, &res)
+		if res.Events != 0 {
+			t.Errorf("%s: the other site read %d events of ann's stream", b.engine, res.Events)
+		}
+		b.Eval(`(() => { setTimeout(() => document.getElementById("f").submit()); return true; })()`, new(bool))
+		b.Until(10*time.Second, "the form's post answered", `location.host !== `+jsString(strings.TrimPrefix(other, "http://")))
+
+		carol := signInAs(t, target, "carol", "carol's password", nil)
+		carol.post(target, "/inbox/send", url.Values{"to": {"bob"}, "message": {"after the other site"}})
+		for {
+			select {
+			case ev := <-bobs.events:
+				if strings.Contains(ev.Data, "forged") || strings.Contains(ev.Data, "ann:") {
+					t.Fatalf("%s: the other site sent as ann: %q", b.engine, ev.Data)
+				}
+				if strings.HasSuffix(ev.Data, "] carol: after the other site") {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: carol's message did not reach bob", b.engine)
+			}
+		}
 	})
 }
