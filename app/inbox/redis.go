@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"sselab/app/hub"
 )
 
 // Redis is a Store in the Redis server the broker uses: every instance
@@ -15,6 +17,24 @@ import (
 // live under sselab:inbox:; sessions and counters expire by themselves.
 type Redis struct {
 	rdb *redis.Client
+	// room, if set, refuses writes while Redis is past the broker's
+	// memory bound (-redis-max-memory): accounts and sessions are held
+	// to it as channels are.
+	room func(ctx context.Context, n int) error
+}
+
+// roomFor is ErrFull past the memory bound.
+func (r *Redis) roomFor(ctx context.Context, n int) error {
+	if r.room == nil {
+		return nil
+	}
+	if err := r.room(ctx, n); err != nil {
+		if errors.Is(err, hub.ErrFull) {
+			return ErrFull
+		}
+		return err
+	}
+	return nil
 }
 
 const redisPrefix = "sselab:inbox:"
@@ -23,10 +43,18 @@ const redisPrefix = "sselab:inbox:"
 // one (the Redis broker's Redis method), so that every instance shares
 // accounts and sessions; else in this process's memory.
 func StoreFor(broker any) Store {
-	if r, ok := broker.(interface{ Redis() *redis.Client }); ok {
-		return NewRedis(r.Redis())
+	if r, ok := broker.(redisBroker); ok {
+		s := NewRedis(r.Redis())
+		s.room = r.RoomFor
+		return s
 	}
 	return NewMemory()
+}
+
+// redisBroker is what StoreFor needs of the Redis broker.
+type redisBroker interface {
+	Redis() *redis.Client
+	RoomFor(ctx context.Context, n int) error // past the store's memory bound: hub.ErrFull
 }
 
 // NewRedis keeps the store in rdb, the broker's client (which fails fast:
@@ -62,6 +90,9 @@ redis.call('INCR', KEYS[3])
 return {'ok', ''}`)
 
 func (r *Redis) Claim(ctx context.Context, a Account, skeleton string) (string, error) {
+	if err := r.roomFor(ctx, 3*len(a.Name)+len(a.Hash)+len(skeleton)+100); err != nil {
+		return "", err
+	}
 	v, err := claimScript.Run(ctx, r.rdb, []string{accountKey(a.Name), redisPrefix + "skeleton:" + skeleton, redisPrefix + "accounts"},
 		a.Hash, "", a.Name, MaxAccounts).StringSlice()
 	if err != nil {
@@ -86,6 +117,9 @@ func (r *Redis) PutSession(ctx context.Context, id string, s Session) error {
 	ttl := time.Until(s.Expires)
 	if ttl <= 0 {
 		return nil
+	}
+	if err := r.roomFor(ctx, len(b)+100); err != nil {
+		return err
 	}
 	return r.rdb.Set(ctx, sessionKey(id), b, ttl).Err()
 }

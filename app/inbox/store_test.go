@@ -3,12 +3,14 @@ package inbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"sselab/app/hub"
 	"sselab/app/hub/redistest"
 	"sselab/app/inbox"
 )
@@ -117,5 +119,34 @@ func TestSkeleton(t *testing.T) {
 	}
 	if inbox.Skeleton("alice") == inbox.Skeleton("alina") {
 		t.Error("alice and alina: one skeleton")
+	}
+}
+
+// fullBroker is a Redis broker past its memory bound.
+type fullBroker struct{ rdb *redis.Client }
+
+func (b fullBroker) Redis() *redis.Client { return b.rdb }
+func (fullBroker) RoomFor(context.Context, int) error {
+	return fmt.Errorf("%w: Redis holds more than its bound", hub.ErrFull)
+}
+
+// Past the broker's memory bound (-redis-max-memory) no account and no
+// session is written: the store refuses with ErrFull, as publishes are.
+func TestRedisStoreKeepsTheMemoryBound(t *testing.T) {
+	opt, err := redis.ParseURL(redistest.Start(t).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	s, ctx := inbox.StoreFor(fullBroker{rdb}), context.Background()
+	if _, err := s.Claim(ctx, inbox.Account{Name: "ann", Hash: "h"}, "ann"); !errors.Is(err, inbox.ErrFull) {
+		t.Errorf("claim past the bound: %v, want ErrFull", err)
+	}
+	if err := s.PutSession(ctx, "s", inbox.Session{User: "ann", Expires: time.Now().Add(time.Minute)}); !errors.Is(err, inbox.ErrFull) {
+		t.Errorf("session past the bound: %v, want ErrFull", err)
+	}
+	if n, _ := rdb.DBSize(ctx).Result(); n != 0 {
+		t.Errorf("%d keys written past the bound", n)
 	}
 }

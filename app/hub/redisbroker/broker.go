@@ -1265,6 +1265,11 @@ func (b *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) 
 // it: Close closes it.
 func (b *Broker) Redis() *redis.Client { return b.rdb }
 
+// RoomFor is nil when n more bytes may be written to Redis, and ErrFull
+// while it holds more than StoreBytes: the bound publishes keep, for what
+// else is written there.
+func (b *Broker) RoomFor(ctx context.Context, n int) error { return b.roomFor(ctx, n) }
+
 // Close stops the loops, ends every subscription and disconnects.
 func (b *Broker) Close() error {
 	b.cancel()
