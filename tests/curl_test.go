@@ -21,7 +21,8 @@ func curlLines(t *testing.T, base string) map[string][]string {
 		t.Fatal(err)
 	}
 	lines := map[string][]string{}
-	inline := regexp.MustCompile("`(curl [^`]+)`")
+	// A line may first sign in, into a cookie jar of its own: j=$(mktemp) && curl ...
+	inline := regexp.MustCompile("`((?:j=\\$\\(mktemp\\) && )?curl [^`]+)`")
 	for line := range strings.Lines(string(readme)) {
 		if strings.HasPrefix(line, "| `") {
 			for _, m := range inline.FindAllStringSubmatch(line, -1) {
