@@ -226,11 +226,25 @@ func TestSmallRestartRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sselab and runs two servers and redis-server, twice")
 	}
+	round := restartRound1(t, "30")
+	for name, r := range round {
+		if r.Back != 30 || r.Published != 30 || r.Lost != 0 || r.Duplicated != 0 || r.Errors != 0 || r.AllBack <= 0 {
+			t.Errorf("%s: %+v, want 30 clients back with all 30 events once", name, r)
+		}
+	}
+	if with := round["spread"]; with.Parted != 30 {
+		t.Errorf("spread: %d clients told a retry by A, want 30", with.Parted)
+	}
+}
+
+// restartRound1 runs the restart scenario with n streams, one round, and
+// returns its results by kind.
+func restartRound1(t *testing.T, n string, args ...string) map[string]restartResult {
+	t.Helper()
 	needRedis(t)
-	bin := sselabBinary(t)
 	var out bytes.Buffer
-	err := run(t.Context(), []string{"-sselab", bin, "-restart", "-n", "30", "-rate", "10", "-duration", "3s", "-sources", "4",
-		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
+	err := run(t.Context(), append([]string{"-sselab", sselabBinary(t), "-restart", "-n", n, "-rate", "10", "-duration", "3s", "-sources", "4",
+		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, args...), &out, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,14 +257,7 @@ func TestSmallRestartRun(t *testing.T) {
 	if len(rep.Rounds) != 1 {
 		t.Fatalf("%d rounds in %s, want 1", len(rep.Rounds), out.String())
 	}
-	for name, r := range rep.Rounds[0] {
-		if r.Back != 30 || r.Published != 30 || r.Lost != 0 || r.Duplicated != 0 || r.Errors != 0 || r.AllBack <= 0 {
-			t.Errorf("%s: %+v, want 30 clients back with all 30 events once", name, r)
-		}
-	}
-	if with := rep.Rounds[0]["spread"]; with.Parted != 30 {
-		t.Errorf("spread: %d clients told a retry by A, want 30", with.Parted)
-	}
+	return rep.Rounds[0]
 }
 
 // The restart scenario with each client's own rules, at a small scale:
@@ -260,24 +267,11 @@ func TestSmallRestartClientsRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sselab and runs two servers and redis-server, once per client kind")
 	}
-	needRedis(t)
-	bin := sselabBinary(t)
-	var out bytes.Buffer
-	err := run(t.Context(), []string{"-sselab", bin, "-restart", "-clients", "-n", "20", "-rate", "10", "-duration", "3s", "-sources", "4",
-		"-server-cpu", "-1", "-load-cpu", "-1", "-json"}, &out, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
+	round := restartRound1(t, "20", "-clients")
+	if len(round) != len(clientKinds) {
+		t.Fatalf("round %+v, want each of %d kinds", round, len(clientKinds))
 	}
-	var rep struct {
-		Rounds []map[string]restartResult
-	}
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("%v in %s", err, out.String())
-	}
-	if len(rep.Rounds) != 1 || len(rep.Rounds[0]) != len(clientKinds) {
-		t.Fatalf("rounds %s, want one with each of %d kinds", out.String(), len(clientKinds))
-	}
-	for name, r := range rep.Rounds[0] {
+	for name, r := range round {
 		want := 20
 		if name == "datastar_auto" {
 			want = 0

@@ -56,7 +56,7 @@ type restartClient struct {
 	seen   []atomic.Uint32 // times each event (by sequence number) arrived
 	lastID string
 	parted bool          // A sent a retry
-	gaveUp bool          // its rules stopped it from coming back
+	gaveUp atomic.Bool   // its rules stopped it from coming back
 	end    time.Duration // since SIGTERM, when its stream on A ended
 	back   time.Duration // since SIGTERM, when its first event from B came; 0: not back
 }
@@ -135,7 +135,7 @@ func restartRound(ctx context.Context, cfg config, kind clientKind) (restartResu
 				nl.conn.Close()
 				delay, again = rules.failed() // B ended it: only at the run's end
 			}
-			c.gaveUp = !again
+			c.gaveUp.Store(!again)
 		}()
 	}
 
@@ -249,7 +249,7 @@ func (c *restartClient) consume(p *sse.Parser, since int64) {
 // allGaveUp reports whether no client will come back (Datastar's default).
 func allGaveUp(clients []*restartClient) bool {
 	for _, c := range clients {
-		if !c.gaveUp {
+		if !c.gaveUp.Load() {
 			return false
 		}
 	}
