@@ -140,6 +140,9 @@ const (
 
 func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
 
+// lastIDKey holds the last event id given on any stream (publishScript).
+const lastIDKey = keyPrefix + "lastid"
+
 // eventsChannel is the Pub/Sub channel that carries a stream's new events.
 func eventsChannel(channel string) string { return keyPrefix + "ev:" + channel }
 
@@ -214,10 +217,14 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 func unavailable(err error) error { return fmt.Errorf("%w: %v", hub.ErrUnavailable, err) }
 
 // publishScript adds one event to each of n streams and publishes it:
-// KEYS are stream and floor key pairs, ARGV the expiry in ms, n, the
+// KEYS are stream and floor key pairs, then the key of the last id given
+// (lastIDKey), ARGV the expiry in ms, n, the
 // publish's deadline (Unix ms), each stream's history bound, each stream's
 // Pub/Sub channel, then the event's fields. It returns each stream's new
-// id and the id of the entry before it (” for none). Past its deadline,
+// id and the id of the entry before it (” for none). The event has one id
+// on every stream, after every id given before on any stream: ids order
+// events across channels too, so that a replay of several channels can be
+// merged by id and stopped anywhere (see replayAfter). Past its deadline,
 // by Redis's clock, it publishes nothing and fails with EXPIRED: the
 // caller has answered 503 by then, and a refused post must never appear
 // later (a Redis that was stopped runs what waited when it resumes).
@@ -250,13 +257,34 @@ for i = 2*n + 4, #ARGV do
   framed[#framed + 1] = #ARGV[i] .. ':' .. ARGV[i]
 end
 framed = table.concat(framed)
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+-- One id for the event on every stream, past every id given before on
+-- any stream (the last is in KEYS[2n+1]) and past each stream's own last:
+-- ids order events across channels as well as along each.
+local ms, seq = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), 0
+local function atLeastAfter(id)
+  if not id then return end
+  local ims, iseq = parse(id)
+  if ims and (ims > ms or (ims == ms and iseq >= seq)) then ms, seq = ims, iseq + 1 end
+end
+atLeastAfter(redis.call('GET', KEYS[2*n+1]) or nil)
+local tops = {}
+for i = 1, n do
+  tops[i] = redis.call('XREVRANGE', KEYS[2*i-1], '+', '-', 'COUNT', 1)
+  atLeastAfter(tops[i][1] and tops[i][1][1] or nil)
+end
+local given = string.format('%d-%d', ms, seq)
+redis.call('SET', KEYS[2*n+1], given)
 local ids = {}
 for i = 1, n do
   local stream, floor, bound = KEYS[2*i-1], KEYS[2*i], tonumber(ARGV[3+i])
-  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local top = tops[i]
   local fresh = #top == 0 and redis.call('EXISTS', stream) == 0
   local prev = top[1] and top[1][1] or ''
-  local id = redis.call('XADD', stream, '*', unpack(fields))
+  local id = redis.call('XADD', stream, given, unpack(fields))
   if fresh then redis.call('SET', floor, id, 'NX') end
   local len = redis.call('XLEN', stream)
   if len > bound + math.floor(bound / 16) then
@@ -315,7 +343,7 @@ func (b *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 	if err := b.roomFor(ctx, size*len(channels)); err != nil {
 		return err
 	}
-	keys := make([]string, 0, 2*len(channels))
+	keys := make([]string, 0, 2*len(channels)+1)
 	args := make([]any, 0, 3+2*len(channels)+len(fields))
 	args = append(args, b.opts.IdleTTL.Milliseconds(), len(channels), deadline.UnixMilli())
 	for _, name := range channels {
@@ -325,6 +353,7 @@ func (b *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 	for _, name := range channels {
 		args = append(args, eventsChannel(name))
 	}
+	keys = append(keys, lastIDKey)
 	res, err := b.runPublish(ctx, keys, append(args, fields...))
 	if err != nil {
 		return unavailable(err)
@@ -737,37 +766,8 @@ func (b *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 			}
 		}
 		if placed {
-			for i, name := range req.Channels {
-				p.Skip[i] = k // the client has everything up to its id
-				if k.Less(states[i].floor) {
-					p.Gap = true
-				}
-				var msgs []redis.XMessage
-				if after[i] != nil && last == from {
-					msgs, err = after[i].Result()
-				} else {
-					msgs, err = b.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", replayPage).Result()
-				}
-				// A page at a time, so that no reply is larger than a page;
-				// past maxReplayBytes a single channel's replay stops, and
-				// its client, reconnecting with the last id it got, is
-				// replayed the rest (ErrMore). With several channels it
-				// cannot stop there without skipping the others' events
-				// between, and reads on.
-				for {
-					if err != nil {
-						return hub.Preface{}, unavailable(err)
-					}
-					encode(i, msgs)
-					if len(msgs) < replayPage || p.Final {
-						break
-					}
-					if len(req.Channels) == 1 && size >= maxReplayBytes {
-						p.Partial = true
-						break
-					}
-					msgs, err = b.rdb.XRangeN(ctx, streamKey(name), "("+msgs[len(msgs)-1].ID, "+", replayPage).Result()
-				}
+			if err := b.replayAfter(ctx, &p, req.Channels, states, k, last, from, after, encode, &size); err != nil {
+				return hub.Preface{}, err
 			}
 			if !p.Gap {
 				p.InitialID = req.LastID // initial events mark where replay starts
@@ -794,6 +794,74 @@ func (b *Broker) replay(ctx context.Context, req hub.Request, props hub.Props, r
 	return p, nil
 }
 
+// replayAfter encodes what every channel holds after the id last (k in
+// comparable form), a page of each at a time and merged by id, so that
+// ids along the stream only increase. Past maxReplayBytes it stops, at
+// the first new id (one publish to several channels has one id on each):
+// every event before, of every channel, was sent, so the client,
+// reconnecting with the last id it got, is replayed the rest (ErrMore)
+// with nothing skipped and nothing twice. after holds the first pages the
+// pipeline read, from the id from.
+func (b *Broker) replayAfter(ctx context.Context, p *hub.Preface, channels []string, states []streamState, k hub.ID, last, from string,
+	after []*redis.XMessageSliceCmd, encode func(int, []redis.XMessage), size *int) error {
+	n := len(channels)
+	// pages[i]: what is read of channel i and not sent yet; more[i]: its
+	// last read was a full page, ending at tail[i].
+	pages, more, tail := make([][]redis.XMessage, n), make([]bool, n), make([]string, n)
+	took := func(i int, msgs []redis.XMessage) {
+		pages[i], more[i] = msgs, len(msgs) == replayPage
+		if len(msgs) > 0 {
+			tail[i] = msgs[len(msgs)-1].ID
+		}
+	}
+	for i, name := range channels {
+		p.Skip[i] = k // the client has everything up to its id
+		if k.Less(states[i].floor) {
+			p.Gap = true
+		}
+		var msgs []redis.XMessage
+		var err error
+		if after[i] != nil && last == from {
+			msgs, err = after[i].Result()
+		} else {
+			msgs, err = b.rdb.XRangeN(ctx, streamKey(name), "("+last, "+", replayPage).Result()
+		}
+		if err != nil {
+			return unavailable(err)
+		}
+		took(i, msgs)
+	}
+	sent := k
+	for !p.Final {
+		next, nextK := -1, hub.ID{}
+		for i, name := range channels {
+			if len(pages[i]) == 0 && more[i] {
+				msgs, err := b.rdb.XRangeN(ctx, streamKey(name), "("+tail[i], "+", replayPage).Result()
+				if err != nil {
+					return unavailable(err)
+				}
+				took(i, msgs)
+			}
+			if len(pages[i]) == 0 {
+				continue
+			}
+			if id, _ := hub.ParseID(pages[i][0].ID); next < 0 || id.Less(nextK) {
+				next, nextK = i, id
+			}
+		}
+		if next < 0 {
+			return nil
+		}
+		if *size >= maxReplayBytes && sent.Less(nextK) {
+			p.Partial = true
+			return nil
+		}
+		encode(next, pages[next][:1])
+		pages[next], sent = pages[next][1:], nextK
+	}
+	return nil
+}
+
 // onlyMissing reports whether a pipeline's error is only what a stream not
 // made yet gives: XINFO's "no such key", or GET's nil.
 func onlyMissing(err error) bool {
@@ -801,8 +869,7 @@ func onlyMissing(err error) bool {
 }
 
 // replayPage is how many events one read of a replay asks Redis for, and
-// maxReplayBytes how much of a one-channel replay one subscription is
-// given: 1,000 pings of 60 kB replayed to 8 streams that did not read once
+// maxReplayBytes how much replay one subscription is given: 1,000 pings of 60 kB replayed to 8 streams that did not read once
 // held 984 MB here, and 20 requests reading whole histories at once held
 // 905 MB of Redis's output buffers.
 const (

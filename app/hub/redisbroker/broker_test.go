@@ -449,60 +449,67 @@ func TestOwnPublishesKeepOrder(t *testing.T) {
 	}
 }
 
-// A one-channel replay larger than maxReplayBytes comes in parts: each
-// subscription is given at most about that much, then ends with ErrMore,
-// and the next, from the last id its client got, is replayed the rest:
-// in order, nothing twice, nothing skipped. Every read of Redis is one
-// page at most.
+// A replay past maxReplayBytes comes in parts: each stream holds at most
+// about 8 MiB of it and ends (ErrMore); its client, reconnecting with the
+// last id it got, gets the rest, in order, nothing twice. With two
+// channels too, published to in turn as fast as Redis takes it: their
+// events are merged by id, ids only increase along the stream, and a part
+// can end anywhere without skipping the other channel's events.
 func TestReplayInParts(t *testing.T) {
-	srv := redistest.Start(t)
-	b := newRedis(t, srv.URL, hub.Options{History: 1000, HistoryBytes: 1 << 30, ChannelBytes: 1 << 30})
-	const n, size = 200, 60_000
-	ch := "parts"
-	first, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{ch}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
-	for i := range n {
-		publish(t, b, ch, fmt.Sprintf("%04d", i)+strings.Repeat("x", size))
-	}
-	last := readUntil(t, first, 1, 5*time.Second)[0].ID
-	got, parts := 1, 0
-	for got < n {
-		s, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{ch}, LastID: last})
-		if err != nil {
-			t.Fatal(err)
-		}
-		parts++
-		held := 0
-		for {
-			buf, err := s.Next(nil)
-			held += len(buf)
-			for _, ev := range ssetestEvents(t, buf) {
-				if want := fmt.Sprintf("%04d", got); !strings.HasPrefix(ev.Data, want) {
-					t.Fatalf("part %d: event %.4q, want %s: out of order, missing or twice", parts, ev.Data, want)
-				}
-				got++
-				last = ev.ID
-			}
-			if errors.Is(err, hub.ErrMore) || got == n {
-				break
-			}
+	for _, channels := range [][]string{{"parts"}, {"parts-a", "parts-b"}} {
+		t.Run(strconv.Itoa(len(channels)), func(t *testing.T) {
+			srv := redistest.Start(t)
+			b := newRedis(t, srv.URL, hub.Options{History: 1000, HistoryBytes: 1 << 30, ChannelBytes: 1 << 30})
+			const n, size = 200, 60_000
+			first, err := b.Subscribe(t.Context(), hub.Request{Channels: channels})
 			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		s.Close()
-		if held > 8<<20 { // 4 MiB, and then the page under way: 64 events of 60 kB
-			t.Errorf("part %d held %d bytes of replay: the whole 12 MB of history came at once", parts, held)
-		}
-		if parts > n {
-			t.Fatal("no end to the parts")
-		}
-	}
-	if parts < 2 {
-		t.Errorf("%d events of %d bytes came in %d part", n, size, parts)
+			defer first.Close()
+			for i := range n {
+				publish(t, b, channels[i%len(channels)], fmt.Sprintf("%04d", i)+strings.Repeat("x", size))
+			}
+			last := readUntil(t, first, 1, 5*time.Second)[0].ID
+			got, parts := 1, 0
+			for got < n {
+				s, err := b.Subscribe(t.Context(), hub.Request{Channels: channels, LastID: last})
+				if err != nil {
+					t.Fatal(err)
+				}
+				parts++
+				held := 0
+				for {
+					buf, err := s.Next(nil)
+					held += len(buf)
+					for _, ev := range ssetestEvents(t, buf) {
+						if want := fmt.Sprintf("%04d", got); !strings.HasPrefix(ev.Data, want) {
+							t.Fatalf("part %d: event %.4q, want %s: out of order, missing or twice", parts, ev.Data, want)
+						}
+						if !hub.Earlier(last, ev.ID) {
+							t.Fatalf("part %d: id %s after %s: ids must increase along the stream", parts, ev.ID, last)
+						}
+						got++
+						last = ev.ID
+					}
+					if errors.Is(err, hub.ErrMore) || got == n {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				s.Close()
+				if held > 8<<20 { // 4 MiB, and then the page under way: 64 events of 60 kB
+					t.Errorf("part %d held %d bytes of replay: the whole 12 MB of history came at once", parts, held)
+				}
+				if parts > n {
+					t.Fatal("no end to the parts")
+				}
+			}
+			if parts < 2 {
+				t.Errorf("%d events of %d bytes came in %d part", n, size, parts)
+			}
+		})
 	}
 }
 
