@@ -140,7 +140,9 @@ const (
 
 func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
 
-// lastIDKey holds the last event id given on any stream (publishScript).
+// lastIDKey holds the last event id given on any stream (publishScript),
+// for -channel-ttl after the last publish, as streams are: once it has
+// gone, each stream's own last id still orders what follows it.
 const lastIDKey = keyPrefix + "lastid"
 
 // eventsChannel is the Pub/Sub channel that carries a stream's new events.
@@ -277,7 +279,7 @@ for i = 1, n do
   atLeastAfter(tops[i][1] and tops[i][1][1] or nil)
 end
 local given = string.format('%d-%d', ms, seq)
-redis.call('SET', KEYS[2*n+1], given)
+redis.call('SET', KEYS[2*n+1], given, 'PX', ttl)
 local ids = {}
 for i = 1, n do
   local stream, floor, bound = KEYS[2*i-1], KEYS[2*i], tonumber(ARGV[3+i])
