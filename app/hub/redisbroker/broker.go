@@ -140,6 +140,12 @@ const (
 
 func streamKey(channel string) string { return keyPrefix + "ch:" + channel }
 
+// ownIDsKey marks a channel that was published to with a publisher's own
+// ids (Message.ID): only there can a Last-Event-ID that is not a stream
+// id be placed, so only there is the history searched for it (place). It
+// expires with the stream.
+func ownIDsKey(channel string) string { return keyPrefix + "ownids:" + channel }
+
 // lastIDKey holds the last event id given on any stream (publishScript),
 // for -channel-ttl after the last publish, as streams are: once it has
 // gone, each stream's own last id still orders what follows it.
@@ -356,6 +362,16 @@ func (b *Broker) Publish(ctx context.Context, channels []string, m hub.Message) 
 		args = append(args, eventsChannel(name))
 	}
 	keys = append(keys, lastIDKey)
+	if m.ID != "" {
+		if _, err := b.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, name := range channels {
+				pl.Set(ctx, ownIDsKey(name), "1", b.opts.IdleTTL)
+			}
+			return nil
+		}); err != nil {
+			return unavailable(err)
+		}
+	}
 	res, err := b.runPublish(ctx, keys, append(args, fields...))
 	if err != nil {
 		return unavailable(err)
@@ -892,6 +908,13 @@ type streamState struct {
 // its key.
 func (b *Broker) place(ctx context.Context, channels []string, id string) (string, hub.ID, bool, error) {
 	for _, name := range channels {
+		// Only a channel with publishers' own ids can place one: any
+		// other id is unplaceable at once, whatever the history holds.
+		if n, err := b.rdb.Exists(ctx, ownIDsKey(name)).Result(); err != nil {
+			return "", hub.ID{}, false, unavailable(err)
+		} else if n == 0 {
+			continue
+		}
 		// Newest first, a page at a time: no reply larger than a page.
 		for top, read := "+", 0; read < b.opts.History+b.opts.History/16+1; {
 			msgs, err := b.rdb.XRevRangeN(ctx, streamKey(name), top, "-", replayPage).Result()
@@ -1160,6 +1183,7 @@ func (b *Broker) heartbeat() {
 				// A channel that is listened to does not expire.
 				pl.PExpire(b.ctx, streamKey(ch), b.opts.IdleTTL)
 				pl.PExpire(b.ctx, floorKey(ch), b.opts.IdleTTL)
+				pl.PExpire(b.ctx, ownIDsKey(ch), b.opts.IdleTTL)
 			}
 			return nil
 		})

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"sselab/app/hub"
@@ -523,5 +524,67 @@ func ssetestEvents(t *testing.T, buf []byte) []sse.Event {
 			return evs
 		}
 		evs = append(evs, ev)
+	}
+}
+
+// An id replay cannot place (malformed, from another store) reads no
+// history on a channel that never had publishers' own ids: 20 such
+// requests once read a whole history each, filling Redis's output buffers
+// and refusing every publish for a second. Where own ids were published,
+// the history is searched, a page at a time, and the id placed.
+func TestUnplaceableIDReadsNoHistory(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newRedis(t, srv.URL, hub.Options{})
+	for i := range 300 {
+		publish(t, b, "plain", strconv.Itoa(i))
+	}
+	opt, _ := redis.ParseURL(srv.URL)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	reads := func() int {
+		info, err := rdb.Info(t.Context(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(info) {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_xrevrange:calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	held, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{"plain"}}) // the channel stays followed
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	rdb.ConfigResetStat(t.Context())
+	for range 20 {
+		s, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{"plain"}, LastID: "not-an-id-of-this-store"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evs := readUntil(t, s, 1, 5*time.Second); evs[0].Type != hub.GapEvent {
+			t.Errorf("an unplaceable id: first %+v, want a gap", evs[0])
+		}
+		s.Close()
+	}
+	if n := reads(); n != 0 {
+		t.Errorf("20 unplaceable ids made %d XREVRANGE calls; want none: the channel has no own ids", n)
+	}
+	if err := b.Publish(t.Context(), []string{"own"}, hub.Message{Data: "x", ID: "mine-1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		publish(t, b, "own", strconv.Itoa(i))
+	}
+	s, err := b.Subscribe(t.Context(), hub.Request{Channels: []string{"own"}, LastID: "mine-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if evs := readUntil(t, s, 100, 5*time.Second); evs[0].Type == hub.GapEvent || evs[0].Data != "0" {
+		t.Errorf("after a publisher's own id: first %+v, want the event after it", evs[0])
 	}
 }
