@@ -138,3 +138,34 @@ func TestFragmentClients(t *testing.T) {
 		}
 	})
 }
+
+// Real navigation on both fragment pages, in each engine: leave for
+// another page and come back with the browser's back button, then another
+// person posts. Whether the engine restores the page from its
+// back/forward cache or loads it again, the page's client is reading
+// again, and every message shows once.
+func TestEnginesFragmentsBackForward(t *testing.T) {
+	for _, page := range []struct{ name, path string }{{"htmx", "/fragments/"}, {"datastar", "/fragments/datastar/"}} {
+		t.Run(page.name, func(t *testing.T) {
+			t.Parallel()
+			inEachEngine(t, false, func(t *testing.T, b *tab) {
+				s := startServer(t)
+				b.Go(s.URL + page.path)
+				bob := chatClient(t, s.URL, "bob")
+				bob.say("before")
+				b.Until(10*time.Second, "bob's first message", list("fragments")+`.some(t => t.endsWith("bob: before"))`)
+				b.Go(s.URL + "/time/")
+				bob.say("while away")
+				b.Eval(`(() => { setTimeout(() => history.back()); return true; })()`, new(bool))
+				b.Until(10*time.Second, "back on the page", `location.pathname === `+jsString(page.path))
+				bob.say("after coming back")
+				b.Until(15*time.Second, "the message posted after coming back", list("fragments")+`.some(t => t.endsWith("bob: after coming back"))`)
+				for _, m := range []string{"bob: before", "bob: while away", "bob: after coming back"} {
+					if n := b.String(`String(` + list("fragments") + `.filter(t => t.endsWith(` + jsString(m) + `)).length)`); n != "1" {
+						t.Errorf("%s: %q shown %s times, want once: %s", b.engine, m, n, b.String(list("fragments")+`.join(" | ")`))
+					}
+				}
+			})
+		})
+	}
+}
