@@ -166,3 +166,53 @@ func TestFragmentsForging(t *testing.T) {
 		}
 	})
 }
+
+// The clients page's probes: the first request an event and rule 8's
+// parting block, the second as with says (stop: 204, or event: close to
+// htmx), the log what the server saw; bad keys and answers are 400s.
+func TestFragmentProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ts := newServer(t)
+		first := ts.do(http.MethodGet, "/fragments/probe?key=k1&with=204", "")
+		wantStatus(t, first.Code, http.StatusOK, first.Body.String())
+		wantContains(t, first.Body.String(), "event: opened\nid: 1\ndata: 1\n\n: the probe's parting: come back\nretry: 2000\nevent: retry\n\n")
+		wantStatus(t, ts.do(http.MethodGet, "/fragments/probe?key=k1&with=204", "").Code, http.StatusNoContent, "")
+		for with, want := range map[string]int{"500": http.StatusInternalServerError, "type": http.StatusOK, "refuse": http.StatusOK} {
+			ts.do(http.MethodGet, "/fragments/probe?key=k-"+with+"&with="+with, "")
+			w := ts.do(http.MethodGet, "/fragments/probe?key=k-"+with+"&with="+with, "")
+			wantStatus(t, w.Code, want, w.Body.String())
+			if with == "type" && !strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+				t.Errorf("type: %q, want text/plain", w.Header().Get("Content-Type"))
+			}
+			if with == "refuse" && (w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "event: retry")) {
+				t.Errorf("refuse: %q, want rule 7's refusal", w.Body.String())
+			}
+		}
+		stop := ts.do(http.MethodGet, "/fragments/probe?key=k2&with=stop", "", "HX-Request", "true")
+		wantStatus(t, stop.Code, http.StatusOK, "")
+		if w := ts.do(http.MethodGet, "/fragments/probe?key=k2&with=stop", "", "HX-Request", "true"); !strings.Contains(w.Body.String(), "event: close\n") {
+			t.Errorf("stop to htmx: %q, want event: close", w.Body.String())
+		}
+		if w := ts.do(http.MethodGet, "/fragments/probe?key=k3&with=stop&first=1", ""); w.Code != http.StatusNoContent {
+			t.Errorf("stop, first=1: %d, want 204", w.Code)
+		}
+		log := ts.do(http.MethodGet, "/fragments/probe/log?key=k1", "")
+		wantContains(t, log.Body.String(), `"open":0`)
+		if n := strings.Count(log.Body.String(), ","); !strings.HasPrefix(log.Body.String(), `{"arrivals":[0,0]`) || n != 2 {
+			t.Errorf("log of k1: %q, want two arrivals", log.Body.String())
+		}
+		held, leave, wait := ts.open(t.Context(), "/fragments/probe?key=k4&with=hidden")
+		synctest.Wait()
+		if got := ts.do(http.MethodGet, "/fragments/probe/log?key=k4", ""); !strings.Contains(got.Body.String(), `"open":1`) {
+			t.Errorf("a hidden probe's log: %q, want it open", got.Body.String())
+		}
+		leave()
+		wait()
+		wantContains(t, held.Flushed(), "event: opened")
+		for _, bad := range []string{"/fragments/probe?key=&with=204", "/fragments/probe?key=a%20b&with=204", "/fragments/probe?key=k&with=other", "/fragments/probe/log?key=" + strings.Repeat("k", 65)} {
+			if w := ts.do(http.MethodGet, bad, ""); w.Code != http.StatusBadRequest || strings.TrimSpace(w.Body.String()) == "" {
+				t.Errorf("%s: %d %q, want 400 with a reason", bad, w.Code, w.Body.String())
+			}
+		}
+	})
+}
