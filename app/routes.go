@@ -112,7 +112,7 @@ func Demos() []Demo {
 				}
 			}},
 		{Title: "Chat", Nav: "Chat", Href: "/chat/", Seed: "Flask chat over Redis pub/sub, and its templ fragments",
-			Lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them. /fragments/ shows the same channel as HTML rendered once by a templ component and swapped in by htmx.",
+			Lesson: "Posting is a plain POST; receiving is one stream per tab. With -redis the channel lives in Redis Streams, so several sselab processes serve one chat and replay works across them. /fragments/ shows the same channel as HTML rendered once by a templ component, put into the page by htmx 4 or by Datastar, and what each client does when the server refuses, restarts or says stop.",
 			Routes: func(d Deps, _ []Route) []Route {
 				chat := handlers.NewChat(d.Broker, d.Config.Keepalive, d.SessionKey)
 				fr := handlers.NewFragments(d.Broker, d.Config.Keepalive)
