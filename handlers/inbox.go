@@ -234,15 +234,12 @@ func (h *Inbox) Login(c echo.Context) error {
 	if err := h.limit(c, "name:"+name, attemptsPerName, "for "+quote(name)); err != nil {
 		return err
 	}
-	if err := h.checkPassword(c, name, password); err != nil {
+	gen, err := h.checkPassword(c, name, password)
+	if err != nil {
 		return err
 	}
-	a, _, err := h.store.Account(ctx, name)
-	if err != nil {
-		return unavailable(c, hub.ErrUnavailable)
-	}
 	id := newSessionID()
-	s := inbox.Session{User: name, Gen: a.Gen, Expires: time.Now().Add(h.ttl)}
+	s := inbox.Session{User: name, Gen: gen, Expires: time.Now().Add(h.ttl)}
 	if err := h.store.PutSession(ctx, sessionDigest(id), s); err != nil {
 		return unavailable(c, hub.ErrFull)
 	}
@@ -270,40 +267,41 @@ func (h *Inbox) limit(c echo.Context, key string, most int64, what string) error
 }
 
 // checkPassword claims name with password, or checks password against
-// the name's: nil when the person may sign in as name.
-func (h *Inbox) checkPassword(c echo.Context, name, password string) error {
+// the name's: nil when the person may sign in as name, with the account's
+// generation for the session.
+func (h *Inbox) checkPassword(c echo.Context, name, password string) (int64, error) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
 	a, ok, err := h.store.Account(ctx, name)
 	if err != nil {
-		return unavailable(c, hub.ErrUnavailable)
+		return 0, unavailable(c, hub.ErrUnavailable)
 	}
 	if !ok {
 		hash, err := inbox.Hash(ctx, password)
 		if err != nil {
-			return busy(c)
+			return 0, busy(c)
 		}
 		owner, err := h.store.Claim(ctx, inbox.Account{Name: name, Hash: hash}, inbox.Skeleton(name))
 		switch {
 		case errors.Is(err, inbox.ErrLookalike):
-			return echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("user %s looks like %s, a name in use: choose another", quote(name), quote(owner)))
+			return 0, echo.NewHTTPError(http.StatusConflict, fmt.Sprintf("user %s looks like %s, a name in use: choose another", quote(name), quote(owner)))
 		case errors.Is(err, inbox.ErrExists):
 			return h.checkPassword(c, name, password) // claimed at the same moment: sign in as it
 		case errors.Is(err, inbox.ErrFull):
-			return unavailable(c, hub.ErrFull)
+			return 0, unavailable(c, hub.ErrFull)
 		case err != nil:
-			return unavailable(c, hub.ErrUnavailable)
+			return 0, unavailable(c, hub.ErrUnavailable)
 		}
-		return nil
+		return 0, nil // a new account's generation
 	}
 	good, err := inbox.Verify(ctx, password, a.Hash)
 	if errors.Is(err, inbox.ErrBusy) {
-		return busy(c)
+		return 0, busy(c)
 	}
 	if err != nil || !good {
-		return echo.NewHTTPError(http.StatusUnauthorized, fmt.Sprintf("wrong password for %s (the name is claimed: its first sign-in set the password)", quote(name)))
+		return 0, echo.NewHTTPError(http.StatusUnauthorized, fmt.Sprintf("wrong password for %s (the name is claimed: its first sign-in set the password)", quote(name)))
 	}
-	return nil
+	return a.Gen, nil
 }
 
 // busy answers a sign-in that found no hashing slot in time.

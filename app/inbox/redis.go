@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,8 +72,7 @@ func (r *Redis) Account(ctx context.Context, name string) (Account, bool, error)
 	if len(v) == 0 {
 		return Account{}, false, nil
 	}
-	var gen int64
-	fmt.Sscan(v["gen"], &gen)
+	gen, _ := strconv.ParseInt(v["gen"], 10, 64)
 	return Account{Name: name, Hash: v["hash"], Gen: gen}, true, nil
 }
 

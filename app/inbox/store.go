@@ -180,11 +180,3 @@ func (m *Memory) Hit(_ context.Context, key string, window time.Duration) (int64
 	m.counters[key] = c
 	return c.n, c.until.Sub(now), nil
 }
-
-// Sessions is how many sessions the store holds, expired ones included
-// until they are swept.
-func (m *Memory) Sessions() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.sessions)
-}
