@@ -2,13 +2,9 @@ package app
 
 import (
 	"container/list"
-	"context"
-	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
-	"time"
 )
 
 // conns bounds the server's connections, of every protocol, as
@@ -105,70 +101,4 @@ func (cs *conns) counts() (open, waiting int) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return len(cs.open), cs.wait.Len()
-}
-
-// maxConnResets bounds the requests one connection may abandon in a
-// second (the client resets the stream, or goes, before the handler is
-// done): a person closes a tab now and then; an HTTP/2 rapid-reset flood
-// (HEADERS then RST_STREAM, over and over) abandons tens of thousands,
-// each a handler to run, and once cost 1.3 cores for as long as it went
-// on. Past the bound the connection is closed, with every stream on it
-// (net/http has no way to send one connection a GOAWAY). Requests that
-// are answered are not counted: a publisher posting thousands a second
-// over one connection is served.
-const maxConnResets = 100
-
-// connRate counts one connection's requests by the second.
-type connRate struct {
-	c      net.Conn
-	mu     sync.Mutex
-	second int64
-	n      int
-	closed bool
-}
-
-type connRateKey struct{}
-
-// withConnRate is the http.Server's ConnContext hook: each connection's
-// requests carry its counter.
-func withConnRate(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connRateKey{}, &connRate{c: c})
-}
-
-// reset counts an abandoned request at now, and reports whether the
-// connection is still within its bound; the first time it is not, it is
-// closed, and closing says so.
-func (cr *connRate) reset(now time.Time) (ok, closing bool) {
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	if s := now.Unix(); s != cr.second {
-		cr.second, cr.n = s, 0
-	}
-	cr.n++
-	if cr.n <= maxConnResets {
-		return true, false
-	}
-	if cr.closed {
-		return false, false
-	}
-	cr.closed = true
-	go cr.c.Close() // a TLS close may wait on its alert: not in the handler
-	return false, true
-}
-
-// limitConnRate closes a connection that abandons more than
-// maxConnResets requests in a second; requests without a counter (a
-// test's, through ServeHTTP) pass.
-func limitConnRate(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r)
-		cr, ok := r.Context().Value(connRateKey{}).(*connRate)
-		if !ok || !errors.Is(context.Cause(r.Context()), context.Canceled) {
-			return
-		}
-		if ok, closing := cr.reset(time.Now()); !ok && closing && log != nil {
-			log.Warn("connection closed: it abandoned more requests in a second than a connection may",
-				"remote", r.RemoteAddr, "proto", r.Proto, "bound", maxConnResets)
-		}
-	})
 }

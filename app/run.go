@@ -159,10 +159,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	site := NewServer(Deps{Config: cfg, Logger: logger, Metrics: m, Broker: broker, SessionKey: key,
 		Streams: streams, Cert: cert})
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	tcp, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
+	ln := floodListener{tcp}
 	maxConns := cfg.MaxConns
 	var nofile syscall.Rlimit
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) == nil && nofile.Cur < uint64(maxConns)+256 {
@@ -173,7 +174,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv := &http.Server{
 		Handler:     site,
 		ConnState:   limit.state,
-		ConnContext: withConnRate,
+		ConnContext: withFloodConn,
 		// No WriteTimeout: it would cut every stream off after that time.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -95,7 +95,7 @@ func NewServer(d Deps) http.Handler {
 			e.Match(r.Methods, r.Path, r.Handler, pages...)
 		}
 	}
-	return limitConnRate(d.Logger, cop.Handler(e))
+	return limitFloods(d.Logger, cop.Handler(e))
 }
 
 // withNav gives every page the nav, which the layout reads from the
