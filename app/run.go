@@ -269,17 +269,17 @@ func BrokerOptions(cfg Config, o hub.Observer, demos []Demo) hub.Options {
 
 // sessionKey is the key that signs session cookies: derived from
 // -session-key, else shared by every instance through Redis, else random.
-func sessionKey(ctx context.Context, cfg Config, b hub.Broker) ([]byte, error) {
+func sessionKey(ctx context.Context, cfg Config, b hub.Broker) (hub.Keys, error) {
 	if cfg.SessionKey != "" {
 		sum := sha256.Sum256([]byte(cfg.SessionKey))
-		return sum[:], nil
+		return hub.StaticKeys(sum[:]), nil
 	}
 	if s, ok := b.(hub.SecretSharer); ok {
 		return s.SharedSecret(ctx, "session-key")
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	return key, nil
+	return hub.StaticKeys(key), nil
 }
 
 // servePprof serves the runtime profiles on their own listener, apart from

@@ -27,9 +27,9 @@ type Deps struct {
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	Broker  hub.Broker // where channels live: memory or Redis
-	// SessionKey signs the chat's session cookies; instances serving one
-	// site must share it.
-	SessionKey []byte
+	// SessionKey signs the chat's session cookies (its first key; every
+	// one is accepted); instances serving one site must share it.
+	SessionKey hub.Keys
 	// Streams knows the open streams; nil makes one from Config.
 	Streams *Streams
 	// Cert is the certificate the server presents with -tls (DER): the

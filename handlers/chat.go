@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -33,15 +34,36 @@ type chatBroker interface {
 type Chat struct {
 	b         chatBroker
 	keepalive time.Duration
-	cookies   *securecookie.SecureCookie
+	keys      func() [][]byte
+
+	mu      sync.Mutex
+	keysFor [][]byte // the keys codecs were made for
+	codecs  []securecookie.Codec
 }
 
-// NewChat returns the chat handlers; hashKey signs the session cookie.
-// Instances behind one load balancer must share it.
-func NewChat(b chatBroker, keepalive time.Duration, hashKey []byte) *Chat {
-	sc := securecookie.New(hashKey, nil)
-	sc.MaxAge(30 * 24 * 3600)
-	return &Chat{b: b, keepalive: keepalive, cookies: sc}
+// NewChat returns the chat handlers; keys sign the session cookie (the
+// first) and verify it (every one), asked for at each use. Instances
+// behind one load balancer must share them.
+func NewChat(b chatBroker, keepalive time.Duration, keys func() [][]byte) *Chat {
+	return &Chat{b: b, keepalive: keepalive, keys: keys}
+}
+
+// cookieCodecs are the session cookie's codecs for the keys as they are
+// now, made again only when the keys change.
+func (h *Chat) cookieCodecs() []securecookie.Codec {
+	keys := h.keys()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(keys) != len(h.keysFor) || len(keys) > 0 && &keys[0] != &h.keysFor[0] {
+		codecs := make([]securecookie.Codec, 0, len(keys)) // a new slice: callers may hold the old
+		for _, k := range keys {
+			sc := securecookie.New(k, nil)
+			sc.MaxAge(30 * 24 * 3600)
+			codecs = append(codecs, sc)
+		}
+		h.codecs, h.keysFor = codecs, keys
+	}
+	return h.codecs
 }
 
 // user is the signed-in name, or "" when there is no valid session.
@@ -51,7 +73,7 @@ func (h *Chat) user(c echo.Context) string {
 		return ""
 	}
 	var name string
-	if err := h.cookies.Decode(sessionCookie, ck.Value, &name); err != nil {
+	if err := securecookie.DecodeMulti(sessionCookie, ck.Value, &name, h.cookieCodecs()...); err != nil {
 		return "" // tampered, expired or foreign: never trusted
 	}
 	if n, err := normalUser(name); err != nil || n != name {
@@ -74,7 +96,7 @@ func (h *Chat) Login(c echo.Context) error {
 	if name, err = normalUser(name); err != nil {
 		return badRequest("%v", err)
 	}
-	value, err := h.cookies.Encode(sessionCookie, name)
+	value, err := securecookie.EncodeMulti(sessionCookie, name, h.cookieCodecs()...)
 	if err != nil {
 		return err
 	}

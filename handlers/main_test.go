@@ -49,7 +49,7 @@ func newServer(t testing.TB, change ...func(*app.Config)) *testServer {
 	}}
 	ts.e = app.NewServer(app.Deps{
 		Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Metrics: ts.m, Broker: ts.b, SessionKey: []byte("test key of 32 bytes, exactly!!!"),
+		Metrics: ts.m, Broker: ts.b, SessionKey: hub.StaticKeys([]byte("test key of 32 bytes, exactly!!!")),
 		Demos: append(app.Demos(), fixture),
 	})
 	return ts

@@ -255,11 +255,13 @@ func TestRedisHungFailsFast(t *testing.T) {
 	defer cancel0()
 	req, _ := http.NewRequestWithContext(ctx0, http.MethodPost, s.URL+"/chat/post", strings.NewReader("message=refused"))
 	req.Header.Set("Content-Type", formType)
+	t0 := time.Now()
 	resp, err := plainClient.Do(req)
 	if err != nil {
 		t.Fatalf("a post during the freeze: %v (no answer within 6 s)", err)
 	}
 	resp.Body.Close()
+	t.Logf("a post during the freeze: %s after %v", resp.Status, time.Since(t0).Round(time.Millisecond))
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("a post during the freeze: %s, want 503 with Retry-After", resp.Status)
 	}
@@ -267,6 +269,7 @@ func TestRedisHungFailsFast(t *testing.T) {
 	ctx, cancel := bounded()
 	defer cancel()
 	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/chat/stream", nil)
+	t0 = time.Now()
 	resp, err = plainClient.Do(req)
 	if err != nil {
 		t.Fatalf("a new stream during the freeze: %v (no answer within 6 s)", err)
@@ -281,6 +284,7 @@ func TestRedisHungFailsFast(t *testing.T) {
 		}
 	}
 	resp.Body.Close()
+	t.Logf("a new stream during the freeze: refused and ended after %v", time.Since(t0).Round(time.Millisecond))
 	if _, ok := p.Retry(); !ok || resp.Header.Get("Retry-After") == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		t.Errorf("a new stream during the freeze: %s %v, retry sent %v; want rule 7's refusal", resp.Status, resp.Header, ok)
 	}
@@ -302,6 +306,7 @@ func TestRedisHungFailsFast(t *testing.T) {
 			break
 		}
 	}
+	t.Logf("after the freeze, the open stream and a new one's replay saw %v", seen)
 	if seen["refused"] != 0 || seen["after"] != 2 || seen["before"] != 1 {
 		t.Errorf("the open stream and a new one's replay saw %v: want no refused, before once (replay), after once on each", seen)
 	}
@@ -338,5 +343,52 @@ func TestRedisSessionKeyAgreement(t *testing.T) {
 	_, _, page := do(t, http.MethodGet, b.URL+"/chat/", "", "Cookie", cookie)
 	if !strings.Contains(page, `<b data-testid="user">ann</b>`) {
 		t.Errorf("a session made on a is not known on b: the instances disagree on the key")
+	}
+}
+
+// The case no start can see: Redis loses everything, a's record too, and
+// another instance makes a key of its own before a's next heartbeat
+// writes a's back. Within two heartbeats the instances agree: a signs
+// with the key Redis holds, and both accept what either signed, where
+// once a user signed in on one instance was anonymous on the other for
+// as long as both ran.
+func TestRedisSessionKeyLostAndRemade(t *testing.T) {
+	rs := redistest.Start(t)
+	a := startServer(t, "-redis", rs.URL)
+	login := func(s *server, user string) string {
+		t.Helper()
+		code, h, _ := do(t, http.MethodPost, s.URL+"/chat/login", "user="+user, "Content-Type", formType)
+		if code != http.StatusSeeOther {
+			t.Fatalf("login as %s: %d", user, code)
+		}
+		return strings.SplitN(h.Get("Set-Cookie"), ";", 2)[0]
+	}
+	known := func(s *server, cookie, user string) bool {
+		_, _, page := do(t, http.MethodGet, s.URL+"/chat/", "", "Cookie", cookie)
+		return strings.Contains(page, `<b data-testid="user">`+user+`</b>`)
+	}
+	ann := login(a, "ann")
+	opt, _ := redis.ParseURL(rs.URL)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	// Redis loses everything and, before a's heartbeat, another instance
+	// makes its key: one transaction, so that no heartbeat comes between.
+	if _, err := rdb.TxPipelined(t.Context(), func(pl redis.Pipeliner) error {
+		pl.FlushAll(t.Context())
+		pl.Set(t.Context(), "sselab:secret:session-key", strings.Repeat("5e", 32), 0)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b := startServer(t, "-redis", rs.URL)
+	bob := login(b, "bob")
+	eventually(t, 30*time.Second, "a and b accepting each other's sessions", func() bool {
+		return known(b, ann, "ann") && known(a, bob, "bob")
+	})
+	if carol := login(a, "carol"); !known(b, carol, "carol") {
+		t.Errorf("a session made on a after they agreed is not known on b")
+	}
+	if !known(a, ann, "ann") {
+		t.Errorf("a no longer knows a session it made before")
 	}
 }

@@ -132,7 +132,22 @@ type Broker interface {
 // store one secret, such as the key that signs session cookies: an
 // optional capability, asked for with a type assertion on the interface.
 type SecretSharer interface {
-	SharedSecret(ctx context.Context, name string) ([]byte, error)
+	SharedSecret(ctx context.Context, name string) (Keys, error)
+}
+
+// Keys are a secret's keys, asked for each time they are used: the first
+// signs, every one is accepted. They can change while the process runs:
+// instances that came to hold different secrets (the store lost the
+// shared one, and another instance made its own before this one wrote
+// it back) come to agree, each signing with the one the store holds and
+// accepting the others'. The slice is not to be changed; a new one
+// stands for new keys.
+type Keys func() [][]byte
+
+// StaticKeys are keys that never change.
+func StaticKeys(key []byte) Keys {
+	ks := [][]byte{key}
+	return func() [][]byte { return ks }
 }
 
 // Observer is told what the hub does, for metrics. Any method may be

@@ -57,7 +57,7 @@ type Broker struct {
 	instance string
 
 	secretsMu sync.Mutex
-	secrets   map[string]string // the shared secrets this instance uses, by key: its heartbeat writes them back
+	secrets   map[string]*secret // the shared secrets this instance uses, by key: its heartbeat writes them back
 
 	// The store's memory bound: used is Redis's used_memory when last
 	// read, since what this instance has published since.
@@ -195,7 +195,7 @@ func New(ctx context.Context, url string, o hub.Options, log *slog.Logger) (*Bro
 		rdb: rdb, e: local, opts: local.Options(), log: log, ctx: bctx, cancel: cancel,
 		instance:  instance,
 		followers: map[string]*follower{},
-		secrets:   map[string]string{},
+		secrets:   map[string]*secret{},
 		presence:  map[string]presence{},
 		left:      make(chan struct{}, 1),
 		pubs:      make(chan *publishing, batchMost),
@@ -1164,9 +1164,13 @@ func (b *Broker) heartbeat() {
 		}
 		b.mu.Unlock()
 		b.secretsMu.Lock()
-		secrets := maps.Clone(b.secrets)
+		secrets := map[string]string{}
+		for k, s := range b.secrets {
+			secrets[k] = s.signing
+		}
 		b.secretsMu.Unlock()
 		held := map[string]*redis.StringCmd{}
+		also := map[string]*redis.StringSliceCmd{}
 		_, err := b.rdb.Pipelined(b.ctx, func(pl redis.Pipeliner) error {
 			expiry := time.Now().Add(presenceTTL).UnixMilli()
 			pl.ZAdd(b.ctx, instancesKey, redis.Z{Score: float64(expiry), Member: b.instance})
@@ -1176,6 +1180,7 @@ func (b *Broker) heartbeat() {
 			for k, v := range secrets {
 				pl.SetNX(b.ctx, k, v, 0)
 				held[k] = pl.Get(b.ctx, k)
+				also[k] = pl.SMembers(b.ctx, alsoKey(k))
 			}
 			for ch, recs := range byChannel {
 				pl.HSet(b.ctx, b.presenceKey(ch), recs...)
@@ -1191,10 +1196,25 @@ func (b *Broker) heartbeat() {
 			b.log.Debug("redis: presence heartbeat", "err", err)
 		}
 		for k, cmd := range held {
-			if v, err := cmd.Result(); err == nil && v != secrets[k] {
-				b.log.Error("redis: another instance made a different secret while Redis had lost this one's: users signed in here are not signed in there; restart one of them, or give every instance the same -session-key",
-					"key", k)
+			v, err := cmd.Result()
+			if err != nil {
+				continue
 			}
+			if v != secrets[k] {
+				// Another instance made a secret while Redis had lost this
+				// one's: sign with that one from now on, and have every
+				// instance accept this one's too.
+				b.log.Warn("redis: another instance made a different secret while Redis had lost this one's: this instance signs with the other's now, and every instance accepts both",
+					"key", k)
+				b.rdb.Pipelined(b.ctx, func(pl redis.Pipeliner) error {
+					pl.SAdd(b.ctx, alsoKey(k), secrets[k])
+					pl.Expire(b.ctx, alsoKey(k), alsoTTL)
+					return nil
+				})
+			}
+			b.secretsMu.Lock()
+			b.secrets[k].update(v, also[k].Val())
+			b.secretsMu.Unlock()
 		}
 		select {
 		case <-b.ctx.Done():
@@ -1317,10 +1337,13 @@ func (b *Broker) Count(ctx context.Context, channels ...string) (int, error) {
 // this Redis shares, made by whichever asks first. Instances that would
 // disagree on it do not start: one that finds no secret while others are
 // live refuses, saying why (they write theirs back within a heartbeat).
-// One case it cannot see: Redis lost everything, this instance's record
-// too, and another starts before this one's next heartbeat; that
-// heartbeat then finds the other's secret and logs the disagreement.
-func (b *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) {
+// One case no start can see: Redis lost everything, this instance's
+// record too, and another starts and makes a secret of its own before
+// this one's next heartbeat writes it back. That heartbeat finds the
+// other's secret: this instance signs with it from then on, and adds its
+// own to those every instance accepts (alsoKey), so that what either
+// signed is accepted by both within a heartbeat.
+func (b *Broker) SharedSecret(ctx context.Context, name string) (hub.Keys, error) {
 	k := keyPrefix + "secret:" + name
 	v, err := b.rdb.Get(ctx, k).Result()
 	if errors.Is(err, redis.Nil) {
@@ -1347,10 +1370,62 @@ func (b *Broker) SharedSecret(ctx context.Context, name string) ([]byte, error) 
 	if err != nil {
 		return nil, unavailable(err)
 	}
+	also, err := b.rdb.SMembers(ctx, alsoKey(k)).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	s := &secret{}
+	s.update(v, also)
 	b.secretsMu.Lock()
-	b.secrets[k] = v
+	b.secrets[k] = s
 	b.secretsMu.Unlock()
-	return hex.DecodeString(v)
+	return func() [][]byte {
+		b.secretsMu.Lock()
+		defer b.secretsMu.Unlock()
+		return s.keys
+	}, nil
+}
+
+// alsoKey holds the secrets that instances signed with before they came
+// to agree on the one at k: each is accepted for as long as a session
+// cookie lives.
+func alsoKey(k string) string { return k + ":also" }
+
+const (
+	alsoTTL  = 30 * 24 * time.Hour // the chat's session cookie's MaxAge
+	alsoKept = 16                  // secrets accepted besides the one signing, at most
+)
+
+// secret is one shared secret as this instance holds it, hex-encoded:
+// the one it signs with (the one Redis holds, once a heartbeat has
+// seen it) and the others it accepts. Guarded by Broker.secretsMu.
+type secret struct {
+	signing  string
+	accepted []string
+	keys     [][]byte // signing, then accepted, decoded: what Keys returns
+}
+
+// update makes current the secret that signs; the one that signed
+// before, and those in also, are accepted.
+func (s *secret) update(current string, also []string) {
+	old := s.signing
+	s.signing = current
+	for _, v := range append([]string{old}, also...) {
+		if v != "" && v != current && !slices.Contains(s.accepted, v) {
+			s.accepted = append(s.accepted, v)
+		}
+	}
+	s.accepted = slices.DeleteFunc(s.accepted, func(v string) bool { return v == current })
+	if n := len(s.accepted); n > alsoKept {
+		s.accepted = s.accepted[n-alsoKept:]
+	}
+	keys := make([][]byte, 0, 1+len(s.accepted))
+	for _, v := range append([]string{current}, s.accepted...) {
+		if k, err := hex.DecodeString(v); err == nil {
+			keys = append(keys, k)
+		}
+	}
+	s.keys = keys
 }
 
 // Redis is the broker's client, for a demo that keeps more than channels
