@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +61,7 @@ func (l floodListener) Accept() (net.Conn, error) {
 // before it is closed.
 type floodConn struct {
 	net.Conn
-	deaf, closed         chan struct{}
+	deaf, closed         chan struct{} // closed: Close was called
 	deafOnce, closedOnce sync.Once
 
 	mu               sync.Mutex
@@ -68,13 +70,14 @@ type floodConn struct {
 	bytes            int64
 	away             bool // past a bound: told to go away, closed after goAwayGrace
 	why              string
+	readDeadline     time.Time
+	deadlineSet      chan struct{} // closed when the read deadline changes
 }
 
 func (c *floodConn) Read(p []byte) (int, error) {
 	select {
 	case <-c.deaf:
-		<-c.closed
-		return 0, net.ErrClosed
+		return 0, c.waitDeaf()
 	default:
 	}
 	n, err := c.Conn.Read(p)
@@ -90,10 +93,86 @@ func (c *floodConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *floodConn) Close() error {
-	c.closedOnce.Do(func() { close(c.closed) })
-	return c.Conn.Close()
+// waitDeaf is a read on a connection that stopped reading: as if nothing
+// more arrived. It ends when the connection is closed, or at the read
+// deadline (net/http's HTTP/1.1 server sets one to end a read it no
+// longer wants).
+func (c *floodConn) waitDeaf() error {
+	for {
+		c.mu.Lock()
+		deadline, changed := c.readDeadline, c.deadlineSet
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case <-c.closed:
+			return net.ErrClosed
+		case <-expired:
+			return os.ErrDeadlineExceeded
+		case <-changed:
+		}
+	}
 }
+
+func (c *floodConn) SetReadDeadline(t time.Time) error {
+	c.noteReadDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *floodConn) SetDeadline(t time.Time) error {
+	c.noteReadDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *floodConn) noteReadDeadline(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readDeadline = t
+	if c.deadlineSet != nil {
+		close(c.deadlineSet)
+	}
+	c.deadlineSet = make(chan struct{})
+}
+
+// Close closes the connection. One told to go away may have sent much
+// that was never read (a flood, pipelined requests): closed with that
+// unread, the kernel resets it, and the client can lose what it was sent
+// last, the GOAWAY or the 429 that says why. So its write side is closed
+// first, and what it sends is read and dropped for a little while before
+// the close (RFC 9112, section 9.6).
+func (c *floodConn) Close() error {
+	err := net.ErrClosed
+	c.closedOnce.Do(func() {
+		close(c.closed)
+		if !c.goingAway() {
+			err = c.Conn.Close()
+			return
+		}
+		err = c.CloseWrite()
+		go func() {
+			c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+			io.CopyN(io.Discard, c.Conn, lingerBytes)
+			c.Conn.Close()
+		}()
+	})
+	return err
+}
+
+// What a connection told to go away is given, at most, to see its last
+// answers before the close: the time, and the bytes it may still send
+// meanwhile (read and dropped, never decoded).
+const (
+	lingerTime  = time.Second
+	lingerBytes = 1 << 20
+)
 
 // CloseWrite is the TCP connection's: net/http half-closes a connection
 // it ends after an answer with a request body left unread (a 413), so
