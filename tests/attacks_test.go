@@ -292,21 +292,7 @@ func (l *lab) h2Flood(t *testing.T, d time.Duration, send func(*http2.Framer, ui
 }
 
 // vmHWM is a process's peak RSS so far.
-func vmHWM(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
-}
+func vmHWM(t *testing.T, pid int) int64 { return procStatus(t, pid, "VmHWM") }
 
 func redisUsedMemory(rdb *redis.Client) int64 {
 	info, _ := rdb.Info(context.Background(), "memory").Result()

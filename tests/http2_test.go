@@ -120,30 +120,7 @@ func TestRapidResetConnectionClosed(t *testing.T) {
 	base, cmd := startBinary(t, "-tls")
 	host := strings.TrimPrefix(base, "https://")
 	_, fr := dialH2(t, host)
-	goAway := make(chan *http2.GoAwayFrame, 1)
-	closed := make(chan struct{})
-	var pongs atomic.Int32 // PING answers after the GOAWAY
-	go func() {            // reads until the server ends the connection
-		defer close(closed)
-		away := false
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			switch f := f.(type) {
-			case *http2.GoAwayFrame:
-				if !away {
-					away = true
-					goAway <- f
-				}
-			case *http2.PingFrame:
-				if away && f.IsAck() {
-					pongs.Add(1)
-				}
-			}
-		}
-	}()
+	w := watchH2(fr)
 	cpu0 := cpuTime(t, cmd.Process.Pid)
 	block := getHealthz(host)
 	sent := 0
@@ -152,9 +129,9 @@ func TestRapidResetConnectionClosed(t *testing.T) {
 flood:
 	for id := uint32(1); time.Now().Before(deadline); id += 2 {
 		select {
-		case away = <-goAway:
+		case away = <-w.goAway:
 			break flood
-		case <-closed:
+		case <-w.closed:
 			break flood
 		default:
 		}
@@ -170,12 +147,12 @@ flood:
 	t.Logf("GOAWAY after %d HEADERS and RST_STREAM pairs: last stream %d, %v", sent, away.LastStreamID, away.ErrCode)
 	fr.WritePing(false, [8]byte{'a', 'n', 'y', 'o', 'n', 'e', '?'})
 	select {
-	case <-closed:
+	case <-w.closed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the connection was not closed after its GOAWAY")
 	}
 	t.Logf("server CPU for the flood: %v", cpuTime(t, cmd.Process.Pid)-cpu0)
-	if n := pongs.Load(); n > 0 {
+	if n := w.pongsAfterGoAway.Load(); n > 0 {
 		t.Errorf("a PING sent after the GOAWAY was answered: the server still reads the connection it told to go away")
 	}
 	// The requests that reached the site: the bound is 100 abandoned a
@@ -206,33 +183,7 @@ func TestRequestFloodConnectionClosed(t *testing.T) {
 		base, _ := startBinary(t, "-tls")
 		host := strings.TrimPrefix(base, "https://")
 		_, fr := dialH2(t, host)
-		var answered atomic.Int32
-		goAway := make(chan *http2.GoAwayFrame, 1)
-		closed := make(chan struct{})
-		go func() {
-			defer close(closed)
-			for {
-				f, err := fr.ReadFrame()
-				if err != nil {
-					return
-				}
-				switch f := f.(type) {
-				case *http2.GoAwayFrame:
-					select {
-					case goAway <- f:
-					default:
-					}
-				case *http2.DataFrame:
-					if f.StreamEnded() {
-						answered.Add(1)
-					}
-				case *http2.HeadersFrame:
-					if f.StreamEnded() {
-						answered.Add(1)
-					}
-				}
-			}
-		}()
+		w := watchH2(fr)
 		block := getHealthz(host)
 		sent := int32(0)
 		deadline := time.Now().Add(20 * time.Second)
@@ -240,13 +191,13 @@ func TestRequestFloodConnectionClosed(t *testing.T) {
 	flood:
 		for id := uint32(1); time.Now().Before(deadline); {
 			select {
-			case away = <-goAway:
+			case away = <-w.goAway:
 				break flood
-			case <-closed:
+			case <-w.closed:
 				break flood
 			default:
 			}
-			if sent-answered.Load() >= 100 { // within the streams the server allows at once
+			if sent-w.answered.Load() >= 100 { // within the streams the server allows at once
 				runtime.Gosched()
 				continue
 			}
@@ -257,11 +208,11 @@ func TestRequestFloodConnectionClosed(t *testing.T) {
 			sent++
 		}
 		if away == nil {
-			t.Fatalf("no GOAWAY after %d requests, %d answered", sent, answered.Load())
+			t.Fatalf("no GOAWAY after %d requests, %d answered", sent, w.answered.Load())
 		}
-		t.Logf("GOAWAY after %d requests, %d answered", sent, answered.Load())
+		t.Logf("GOAWAY after %d requests, %d answered", sent, w.answered.Load())
 		select {
-		case <-closed:
+		case <-w.closed:
 		case <-time.After(5 * time.Second):
 			t.Fatal("the connection was not closed after its GOAWAY")
 		}
@@ -341,6 +292,45 @@ func TestHeaderBlockFloodConnectionClosed(t *testing.T) {
 		t.Fatalf("the connection is open after %d header blocks in 10 s", sent)
 	}
 	t.Logf("closed after %d header blocks written; server CPU %v", sent, cpuTime(t, cmd.Process.Pid)-cpu0)
+}
+
+// h2Watch is what a hand-made HTTP/2 connection's reader saw, until the
+// server ended the connection.
+type h2Watch struct {
+	goAway           chan *http2.GoAwayFrame // the first GOAWAY
+	closed           chan struct{}
+	answered         atomic.Int32 // streams the server ended
+	pongsAfterGoAway atomic.Int32 // PING answers after the GOAWAY
+}
+
+// watchH2 reads fr's frames until the connection ends.
+func watchH2(fr *http2.Framer) *h2Watch {
+	w := &h2Watch{goAway: make(chan *http2.GoAwayFrame, 1), closed: make(chan struct{})}
+	go func() {
+		defer close(w.closed)
+		away := false
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if f.Header().Flags.Has(http2.FlagHeadersEndStream) && (f.Header().Type == http2.FrameHeaders || f.Header().Type == http2.FrameData) {
+				w.answered.Add(1)
+			}
+			switch f := f.(type) {
+			case *http2.GoAwayFrame:
+				if !away {
+					away = true
+					w.goAway <- f
+				}
+			case *http2.PingFrame:
+				if away && f.IsAck() {
+					w.pongsAfterGoAway.Add(1)
+				}
+			}
+		}
+	}()
+	return w
 }
 
 // cpuTime is the CPU a process has used, user and system, from
