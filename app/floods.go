@@ -71,7 +71,7 @@ type floodConn struct {
 	away             bool // past a bound: told to go away, closed after goAwayGrace
 	why              string
 	readDeadline     time.Time
-	deadlineSet      chan struct{} // closed when the read deadline changes
+	deadlineSet      chan struct{} // made by a deaf read, closed when the read deadline changes
 }
 
 func (c *floodConn) Read(p []byte) (int, error) {
@@ -100,16 +100,20 @@ func (c *floodConn) Read(p []byte) (int, error) {
 func (c *floodConn) waitDeaf() error {
 	for {
 		c.mu.Lock()
-		deadline, changed := c.readDeadline, c.deadlineSet
+		deadline := c.readDeadline
+		if c.deadlineSet == nil {
+			c.deadlineSet = make(chan struct{})
+		}
+		changed := c.deadlineSet
 		c.mu.Unlock()
 		var expired <-chan time.Time
+		var t *time.Timer
 		if !deadline.IsZero() {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				return os.ErrDeadlineExceeded
 			}
-			t := time.NewTimer(wait)
-			defer t.Stop()
+			t = time.NewTimer(wait)
 			expired = t.C
 		}
 		select {
@@ -118,6 +122,9 @@ func (c *floodConn) waitDeaf() error {
 		case <-expired:
 			return os.ErrDeadlineExceeded
 		case <-changed:
+			if t != nil {
+				t.Stop()
+			}
 		}
 	}
 }
@@ -136,10 +143,10 @@ func (c *floodConn) noteReadDeadline(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.readDeadline = t
-	if c.deadlineSet != nil {
+	if c.deadlineSet != nil { // a deaf read waits on it
 		close(c.deadlineSet)
+		c.deadlineSet = nil
 	}
-	c.deadlineSet = make(chan struct{})
 }
 
 // Close closes the connection. One told to go away may have sent much
