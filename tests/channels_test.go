@@ -353,6 +353,7 @@ func TestRedisSessionKeyAgreement(t *testing.T) {
 // once a user signed in on one instance was anonymous on the other for
 // as long as both ran.
 func TestRedisSessionKeyLostAndRemade(t *testing.T) {
+	t.Parallel() // mostly waits for heartbeats
 	rs := redistest.Start(t)
 	a := startServer(t, "-redis", rs.URL)
 	login := func(s *server, user string) string {

@@ -1,4 +1,6 @@
-package tests
+// Package template holds the template's removal test, in a package of its
+// own so that its builds have go test's ten minutes to themselves.
+package template
 
 import (
 	"go/ast"
@@ -46,7 +48,7 @@ func TestRemoveEachDemoAndTool(t *testing.T) {
 		t.Skip("builds a copy of the whole project once per demo and tool")
 	}
 	t.Parallel() // beside the tests that wait on browsers; its own removals one at a time
-	root, err := filepath.Abs("..")
+	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +244,7 @@ func write(t *testing.T, dir, name, content string) {
 // demo later cannot be left behind when the demo is removed. Quick, so the
 // inner loop sees it before the removal test does.
 func TestRemovalsNameEveryFileOfTheirDemo(t *testing.T) {
-	root, err := filepath.Abs("..")
+	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
