@@ -32,7 +32,6 @@ import (
 // (go test -run TestAttacks -v ./tests prints its rows).
 func TestAttacks(t *testing.T) {
 	skipShort(t)
-	t.Parallel()
 	full := os.Getenv("SSELAB_FULL_SCALE") == "1"
 	scale := func(ci, fullScale int) int {
 		if full {

@@ -117,7 +117,6 @@ func TestHTTP2Streams(t *testing.T) {
 // as usual. Before, 252,000 such pairs in 10 s on one connection cost 1.3
 // cores and were never cut; then they were cut without a GOAWAY.
 func TestRapidResetConnectionClosed(t *testing.T) {
-	t.Parallel()
 	base, cmd := startBinary(t, "-tls")
 	host := strings.TrimPrefix(base, "https://")
 	_, fr := dialH2(t, host)
@@ -180,7 +179,6 @@ flood:
 // server's pace and not the client's sets the rate) by an answer with
 // "Connection: close", a 429 naming why, and the close.
 func TestRequestFloodConnectionClosed(t *testing.T) {
-	t.Parallel()
 	t.Run("HTTP/2", func(t *testing.T) {
 		base, _ := startBinary(t, "-tls")
 		host := strings.TrimPrefix(base, "https://")
@@ -266,7 +264,6 @@ func TestRequestFloodConnectionClosed(t *testing.T) {
 // it has sent a megabyte more than its requests account for. Before, one
 // connection flooding so cost more than a core for as long as it went on.
 func TestHeaderBlockFloodConnectionClosed(t *testing.T) {
-	t.Parallel()
 	base, cmd := startBinary(t, "-tls")
 	host := strings.TrimPrefix(base, "https://")
 	c, fr := dialH2(t, host)
