@@ -81,14 +81,16 @@ func (c *floodConn) Read(p []byte) (int, error) {
 	default:
 	}
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.count(func() string {
-			c.bytes += int64(n)
-			if c.bytes > connBytesFree+connBytesPerAsked*int64(c.requests) {
-				return fmt.Sprintf("it sent %d bytes in a second for %d requests", c.bytes, c.requests)
-			}
-			return ""
-		})
+	if n > 0 && c.count(func() string {
+		c.bytes += int64(n)
+		if c.bytes > connBytesFree+connBytesPerAsked*int64(c.requests) {
+			return fmt.Sprintf("it sent %d bytes in a second for %d requests", c.bytes, c.requests)
+		}
+		return ""
+	}) {
+		// Its bytes are the flood: read no more of them. (A flood of
+		// requests is read until one is answered with the GOAWAY.)
+		c.stopReading()
 	}
 	return n, err
 }
@@ -192,7 +194,7 @@ func (c *floodConn) CloseWrite() error {
 }
 
 // count applies add to this second's counts; the first time it reports a
-// bound passed, the connection stops reading and is closed after
+// bound passed, the connection is marked to go away and closed after
 // goAwayGrace, and count reports true.
 func (c *floodConn) count(add func() (why string)) bool {
 	c.mu.Lock()
@@ -205,7 +207,6 @@ func (c *floodConn) count(add func() (why string)) bool {
 		return false
 	}
 	c.away, c.why = true, why
-	c.deafOnce.Do(func() { close(c.deaf) })
 	time.AfterFunc(goAwayGrace, func() { c.Close() }) // a TLS close may wait on its alert: not here
 	return true
 }
@@ -229,6 +230,9 @@ func (c *floodConn) abandon() bool {
 		return ""
 	})
 }
+
+// stopReading makes every read from now on wait as if nothing came.
+func (c *floodConn) stopReading() { c.deafOnce.Do(func() { close(c.deaf) }) }
 
 func (c *floodConn) goingAway() bool {
 	c.mu.Lock()
@@ -255,13 +259,15 @@ func withFloodConn(ctx context.Context, c net.Conn) context.Context {
 // it. net/http has no call that sends one connection a GOAWAY; what it has
 // is an answer carrying "Connection: close", which over HTTP/2 sends GOAWAY
 // (no new streams; those begun may end) and over HTTP/1.1 closes the
-// connection after the answer. So every request on that connection that
-// was read before it stopped reading is answered so, at once, without
-// reaching the site: a stream with rule 7's refusal (a browser that shares
-// the connection comes back on a new one), any other request with 429. A
+// connection after the answer. So the first request on that connection
+// after it passed its bound is answered so, at once, without reaching the
+// site (a stream with rule 7's refusal: a browser that shares the
+// connection comes back on a new one; any other request with 429), and
+// from then on nothing more is read from it: what it sends after is never
+// decoded, and the requests already read are answered the same way. A
 // flood of which no request reaches a handler (header blocks net/http
-// refuses itself) gives no answer to carry it: that connection is closed
-// without a GOAWAY. Requests without a counter (a test's, through
+// refuses itself) gives no answer to carry the GOAWAY: it stops being read
+// at once, and is closed without one. Requests without a counter (a test's, through
 // ServeHTTP) pass.
 func limitFloods(log *slog.Logger, next http.Handler) http.Handler {
 	warn := func(c *floodConn, r *http.Request) {
@@ -276,11 +282,13 @@ func limitFloods(log *slog.Logger, next http.Handler) http.Handler {
 			return
 		}
 		if c.goingAway() {
+			c.stopReading()
 			goAway(w, r)
 			return
 		}
 		if c.begin() {
 			warn(c, r)
+			c.stopReading()
 			goAway(w, r)
 			return
 		}
