@@ -126,14 +126,10 @@ func TestRapidResetConnectionClosed(t *testing.T) {
 	sent := 0
 	deadline := time.Now().Add(10 * time.Second)
 	var away *http2.GoAwayFrame
-flood:
 	for id := uint32(1); time.Now().Before(deadline); id += 2 {
-		select {
-		case away = <-w.goAway:
-			break flood
-		case <-w.closed:
-			break flood
-		default:
+		var over bool
+		if away, over = w.over(); over {
+			break
 		}
 		if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}) != nil ||
 			fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
@@ -188,14 +184,10 @@ func TestRequestFloodConnectionClosed(t *testing.T) {
 		sent := int32(0)
 		deadline := time.Now().Add(20 * time.Second)
 		var away *http2.GoAwayFrame
-	flood:
 		for id := uint32(1); time.Now().Before(deadline); {
-			select {
-			case away = <-w.goAway:
-				break flood
-			case <-w.closed:
-				break flood
-			default:
+			var over bool
+			if away, over = w.over(); over {
+				break
 			}
 			if sent-w.answered.Load() >= 100 { // within the streams the server allows at once
 				runtime.Gosched()
@@ -301,6 +293,27 @@ type h2Watch struct {
 	closed           chan struct{}
 	answered         atomic.Int32 // streams the server ended
 	pongsAfterGoAway atomic.Int32 // PING answers after the GOAWAY
+}
+
+// over reports whether the connection's end has begun: its first GOAWAY
+// read (returned), or the connection closed.
+func (w *h2Watch) over() (*http2.GoAwayFrame, bool) {
+	select { // the GOAWAY first: once read, the close may follow at once
+	case g := <-w.goAway:
+		return g, true
+	default:
+	}
+	select {
+	case <-w.closed:
+		select { // a GOAWAY read just before the close
+		case g := <-w.goAway:
+			return g, true
+		default:
+			return nil, true
+		}
+	default:
+		return nil, false
+	}
 }
 
 // watchH2 reads fr's frames until the connection ends.
